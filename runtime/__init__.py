@@ -1,0 +1,1 @@
+"""flagman runtime: Kafka I/O, store, worker, replay, CLI and HTTP."""

@@ -1,0 +1,140 @@
+"""``flagman apply``: validate trigger files, store new versions, print the diff.
+
+Validation happens entirely before the database is touched: one bad trigger anywhere
+and nothing is stored. Storing is one transaction (under an advisory lock on
+PostgreSQL) that bumps the trigger revision; running workers poll it and install the
+new versions within ``reload_interval_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from triggers._diff import diff_definitions
+from triggers._load import load_paths
+from triggers._spec import TriggerDef
+
+from .store.sql import SqlStore
+
+
+@dataclass
+class ApplyReport:
+    """What an apply did (or, with ``dry_run``, would do)."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    diffs: list[str] = field(default_factory=list)
+    versions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.pruned)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.created)} created, {len(self.updated)} updated, "
+            f"{len(self.unchanged)} unchanged, {len(self.pruned)} pruned"
+        )
+
+
+async def apply_definitions(
+    store: SqlStore,
+    defs: Sequence[TriggerDef],
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+    now_ms: int | None = None,
+) -> ApplyReport:
+    """Store validated definitions; see the module docstring."""
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    report = ApplyReport()
+    async with store.transaction() as tx:
+        conn = tx.c
+        if store.is_postgres:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(7243002)"))
+        rows = await conn.execute(text("SELECT id, version, digest, definition, active FROM triggers"))
+        current = {r[0]: (r[1], r[2], json.loads(r[3]), bool(r[4])) for r in rows.fetchall()}
+        (max_seq,) = (await conn.execute(text("SELECT coalesce(max(seq), 0) FROM signals"))).one()
+        (rev,) = (await conn.execute(text("SELECT coalesce(max(revision), 0) FROM triggers"))).one()
+        changes: list[tuple[str, int, str, dict[str, Any] | None, bool, str]] = []
+        wanted = set()
+        for d in defs:
+            wanted.add(d.id)
+            canon, digest = d.canonical(), d.digest()
+            old = current.get(d.id)
+            if old is not None and old[1] == digest and old[3]:
+                report.unchanged.append(d.id)
+                report.versions[d.id] = old[0]
+                continue
+            version = 1 if old is None else old[0] + 1
+            (report.created if old is None or not old[3] else report.updated).append(d.id)
+            report.diffs.append(diff_definitions(old[2] if old and old[3] else None, canon, d.id))
+            report.versions[d.id] = version
+            changes.append((d.id, version, digest, canon, True, "created" if old is None else "updated"))
+        if prune:
+            for tid, (version, digest, canon, active) in sorted(current.items()):
+                if active and tid not in wanted:
+                    report.pruned.append(tid)
+                    report.diffs.append(diff_definitions(canon, None, tid))
+                    changes.append((tid, version + 1, digest, canon, False, "pruned"))
+        if dry_run or not changes:
+            return report  # nothing was written; leaving the block commits nothing
+        for tid, version, digest, canon, active, action in changes:
+            rev += 1
+            assert canon is not None
+            min_seq = await _horizon(conn, int(canon.get("lookback_s", 604800)), now, max_seq)
+            params = {
+                "i": tid, "v": version, "d": digest, "def": json.dumps(canon, sort_keys=True),
+                "a": active, "r": rev, "t": now, "m": min_seq,
+            }
+            if tid in current:
+                await conn.execute(
+                    text(
+                        "UPDATE triggers SET version = :v, digest = :d, definition = :def, "
+                        "active = :a, revision = :r, applied_ms = :t, min_seq = :m WHERE id = :i"
+                    ),
+                    params,
+                )
+            else:
+                await conn.execute(
+                    text(
+                        "INSERT INTO triggers (id, version, digest, definition, active, revision, "
+                        "applied_ms, min_seq, backfilled) VALUES (:i, :v, :d, :def, :a, :r, :t, :m, 0)"
+                    ),
+                    params,
+                )
+            await conn.execute(
+                text(
+                    "INSERT INTO trigger_versions (id, version, digest, definition, action, applied_ms) "
+                    "VALUES (:i, :v, :d, :def, :act, :t)"
+                ),
+                {**params, "act": action},
+            )
+    return report
+
+
+async def _horizon(conn: Any, lookback_s: int, now_ms: int, max_seq: int) -> int:
+    """The first signal seq inside the look-back window (``max_seq + 1`` when none is)."""
+    if lookback_s <= 0:
+        return int(max_seq) + 1
+    row = (
+        await conn.execute(
+            text("SELECT min(seq) FROM signals WHERE record_ts_ms >= :t"),
+            {"t": now_ms - lookback_s * 1000},
+        )
+    ).one()
+    return int(row[0]) if row[0] is not None else int(max_seq) + 1
+
+
+def load(paths: Sequence[str | Path]) -> list[TriggerDef]:
+    """Validate trigger files (raises ``triggers.DefinitionError`` listing every problem)."""
+    return load_paths(paths)

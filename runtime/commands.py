@@ -1,0 +1,65 @@
+"""Commands: rendering a firing into the JSON of SPEC section 4, and its partition."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+from signals import SignalRef
+from triggers import Firing
+from triggers._template import render_params
+
+
+def iso_now(now: datetime | None = None) -> str:
+    """UTC time as RFC 3339 with milliseconds and ``Z``."""
+    t = now or datetime.now(UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def build_command(firing: Firing, refs: Mapping[int, SignalRef], issued_at: str) -> dict[str, Any]:
+    """The command for a firing; ``refs`` must hold every bound signal."""
+    trig = firing.trigger
+    leaves = trig.leaves
+    sigs = []
+    aliases: dict[str, SignalRef] = {}
+    for idx, seq in sorted(firing.bindings.items()):
+        ref = refs[seq]
+        leaf = leaves[idx]
+        if leaf.alias:
+            aliases[leaf.alias] = ref
+        sigs.append(
+            {
+                "leaf": leaf.label,
+                "name": ref.name,
+                "id": ref.id,
+                "topic": ref.topic,
+                "partition": ref.partition,
+                "offset": ref.offset,
+                "time": ref.time,
+            }
+        )
+    return {
+        "type": "start_step" if trig.step else "start_workflow",
+        "command_id": firing.command_id,
+        "trigger": {"id": trig.id, "version": trig.version},
+        "workflow": trig.workflow,
+        "step": trig.step,
+        "params": render_params(trig.params, firing.join, aliases),
+        "join": firing.join,
+        "generation": firing.generation,
+        "signals": sigs,
+        "issued_at": issued_at,
+    }
+
+
+def encode(command: Mapping[str, Any]) -> str:
+    return json.dumps(command, separators=(",", ":"), ensure_ascii=False)
+
+
+def partition_for(key: bytes, partitions: list[int]) -> int:
+    """The partition Kafka's default partitioner picks for a key (murmur2, as in Java)."""
+    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]

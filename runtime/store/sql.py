@@ -1,0 +1,435 @@
+"""SQLAlchemy store for SQLite (one machine) and PostgreSQL (several workers).
+
+The hot path (signals, hits, firings) uses driver-level SQL through SQLAlchemy's
+``exec_driver_sql``: executemany on SQLite, one ``unnest`` statement on PostgreSQL.
+
+Concurrency: every batch transaction first takes the locks of the join tuples it
+touches (SQLite: ``BEGIN IMMEDIATE``, one writer at a time; PostgreSQL: transaction
+advisory locks, in sorted order), then reloads what other workers committed for those
+tuples since it last looked (rows above a per-tuple watermark of ``hid``/``fid``).
+Ids are allocated after the locks are held, so per tuple they grow in commit order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from signals import SignalRef
+from triggers import Hit, Matcher, MatchState
+
+from .base import FiringRow, PendingCommand, SignalRow, StoreError, TriggerRow
+from .schema import migrate
+
+_CHUNK = 500
+
+
+def lock_id(tk: str) -> int:
+    """A signed 64-bit advisory-lock id for a tuple key (collisions only coarsen locking)."""
+    return int.from_bytes(hashlib.sha256(tk.encode()).digest()[:8], "big", signed=True)
+
+
+class Watermarks:
+    """Per tuple key: the highest hit and firing ids already merged into the state."""
+
+    def __init__(self) -> None:
+        self.hid: dict[str, int] = {}
+        self.fid: dict[str, int] = {}
+
+    def clear(self) -> None:
+        self.hid.clear()
+        self.fid.clear()
+
+
+class SqlTx:
+    """One batch transaction (see ``base.Tx``)."""
+
+    def __init__(self, store: SqlStore, conn: AsyncConnection) -> None:
+        self.s = store
+        self.c = conn
+        self.pg = store.is_postgres
+
+    async def _q(self, sql: str, params: Any = ()) -> list[Any]:
+        res = await self.c.exec_driver_sql(sql, params)
+        return list(res.fetchall()) if res.returns_rows else []
+
+    async def _next_ids(self, name: str, n: int) -> list[int]:
+        if n == 0:
+            return []
+        if self.pg:
+            rows = await self._q(
+                f"SELECT nextval('flagman_{name}') FROM generate_series(1, $1)", (n,)
+            )
+            return [r[0] for r in rows]
+        col, table = {"seq": ("seq", "signals"), "hid": ("hid", "hits"), "fid": ("fid", "firings")}[name]
+        (top,) = (await self._q(f"SELECT coalesce(max({col}), 0) FROM {table}"))[0]
+        return list(range(top + 1, top + 1 + n))
+
+    async def lock(self, tuple_keys: Iterable[str]) -> None:
+        if not self.pg:
+            return  # BEGIN IMMEDIATE already holds the database write lock
+        ids = sorted({lock_id(tk) for tk in tuple_keys})
+        if ids:
+            await self._q(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM "
+                "(SELECT unnest($1::bigint[]) AS k ORDER BY 1) s",
+                (ids,),
+            )
+
+    async def refresh(self, tuple_keys: Iterable[str], matcher: Matcher, state: MatchState) -> None:
+        tks = list(tuple_keys)
+        if not tks:
+            return
+        wm = self.s.wm
+        hwm = [wm.hid.get(tk, 0) for tk in tks]
+        fwm = [wm.fid.get(tk, 0) for tk in tks]
+        if self.pg:
+            fired = await self._q(
+                "SELECT f.trigger_id, f.tk, f.generation, f.cause_seq, f.fid FROM firings f "
+                "JOIN unnest($1::text[], $2::bigint[]) AS w(tk, wm) ON f.tk = w.tk AND f.fid > w.wm",
+                (tks, fwm),
+            )
+            hits = await self._q(
+                "SELECT h.lc_key, h.tk, h.seq, h.hid FROM hits h "
+                "JOIN unnest($1::text[], $2::bigint[]) AS w(tk, wm) ON h.tk = w.tk AND h.hid > w.wm",
+                (tks, hwm),
+            )
+        else:
+            fired, hits = [], []
+            for tk, h, f in zip(tks, hwm, fwm, strict=True):
+                fired += await self._q(
+                    "SELECT trigger_id, tk, generation, cause_seq, fid FROM firings "
+                    "WHERE tk = ? AND fid > ?",
+                    (tk, f),
+                )
+                hits += await self._q(
+                    "SELECT lc_key, tk, seq, hid FROM hits WHERE tk = ? AND hid > ?", (tk, h)
+                )
+        matcher.absorb(state, [r[:4] for r in fired], [r[:3] for r in hits])
+        for r in fired:
+            if r[4] > wm.fid.get(r[1], 0):
+                wm.fid[r[1]] = r[4]
+        for r in hits:
+            if r[3] > wm.hid.get(r[1], 0):
+                wm.hid[r[1]] = r[3]
+
+    async def insert_signals(self, rows: Sequence[SignalRow]) -> list[int | None]:
+        if not rows:
+            return []
+        if self.pg:
+            seqs = await self._next_ids("seq", len(rows))
+            cols = list(zip(*[_signal_tuple(r) for r in rows], strict=True))
+            got = await self._q(
+                "INSERT INTO signals (seq, name, sig_id, explicit_id, source, time, time_ms, params, "
+                "payload, encoding, topic, partition, \"offset\", record_ts_ms) "
+                "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::text[], "
+                "$6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], "
+                "$12::int[], $13::bigint[], $14::bigint[]) "
+                "ON CONFLICT (sig_id, name) DO NOTHING RETURNING seq",
+                (seqs, *cols),
+            )
+            inserted = {r[0] for r in got}
+            return [s if s in inserted else None for s in seqs]
+        existing: set[tuple[str, str]] = set()
+        ids = [r.sig_id for r in rows]
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for sig_id, name in await self._q(
+                f"SELECT sig_id, name FROM signals WHERE sig_id IN ({marks})", tuple(chunk)
+            ):
+                existing.add((sig_id, name))
+        new = [r for r in rows if (r.sig_id, r.name) not in existing]
+        seqs = iter(await self._next_ids("seq", len(new)))
+        out: list[int | None] = []
+        params = []
+        for r in rows:
+            if (r.sig_id, r.name) in existing:
+                out.append(None)
+            else:
+                seq = next(seqs)
+                out.append(seq)
+                params.append((seq, *_signal_tuple(r)))
+        await self.c.exec_driver_sql(
+            "INSERT INTO signals (seq, name, sig_id, explicit_id, source, time, time_ms, params, "
+            "payload, encoding, topic, partition, \"offset\", record_ts_ms) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            params,
+        )
+        return out
+
+    async def insert_hits(self, hits: Sequence[Hit]) -> None:
+        if not hits:
+            return
+        wm = self.s.wm.hid
+        if self.pg:
+            got = await self._q(
+                "INSERT INTO hits (hid, lc_key, tk, seq) "
+                "SELECT nextval('flagman_hid'), * FROM unnest($1::text[], $2::text[], $3::bigint[]) "
+                "ON CONFLICT DO NOTHING RETURNING hid, tk",
+                ([h.lc_key for h in hits], [h.tk for h in hits], [h.seq for h in hits]),
+            )
+            for hid, tk in got:
+                if hid > wm.get(tk, 0):
+                    wm[tk] = hid
+            return
+        hids = await self._next_ids("hid", len(hits))
+        await self.c.exec_driver_sql(
+            "INSERT OR IGNORE INTO hits (hid, lc_key, tk, seq) VALUES (?,?,?,?)",
+            [(hid, h.lc_key, h.tk, h.seq) for hid, h in zip(hids, hits, strict=True)],
+        )
+        for hid, h in zip(hids, hits, strict=True):
+            wm[h.tk] = hid
+
+    async def insert_firings(self, rows: Sequence[FiringRow]) -> None:
+        if not rows:
+            return
+        fids = await self._next_ids("fid", len(rows))
+        wm = self.s.wm.fid
+        params = [
+            (fid, r.command_id, r.trigger_id, r.trigger_version, r.tk, r.generation, r.cause_seq,
+             r.command, r.workflow, r.source_topic, r.source_partition, r.cmd_partition,
+             r.scan_from, False, r.created_ms)
+            for fid, r in zip(fids, rows, strict=True)
+        ]
+        if self.pg:
+            cols = list(zip(*params, strict=True))
+            await self._q(
+                "INSERT INTO firings (fid, command_id, trigger_id, trigger_version, tk, generation, "
+                "cause_seq, command, workflow, source_topic, source_partition, cmd_partition, "
+                "scan_from, published, created_ms) SELECT * FROM unnest($1::bigint[], $2::text[], "
+                "$3::text[], $4::int[], $5::text[], $6::int[], $7::bigint[], $8::text[], $9::text[], "
+                "$10::text[], $11::int[], $12::int[], $13::bigint[], $14::bool[], $15::bigint[])",
+                tuple(list(c) for c in cols),
+            )
+        else:
+            await self.c.exec_driver_sql(
+                "INSERT INTO firings (fid, command_id, trigger_id, trigger_version, tk, generation, "
+                "cause_seq, command, workflow, source_topic, source_partition, cmd_partition, "
+                "scan_from, published, created_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                params,
+            )
+        for fid, r in zip(fids, rows, strict=True):
+            if fid > wm.get(r.tk, 0):
+                wm[r.tk] = fid
+
+    async def signal_refs(self, seqs: Iterable[int]) -> dict[int, SignalRef]:
+        want = sorted(set(seqs))
+        out: dict[int, SignalRef] = {}
+        for i in range(0, len(want), _CHUNK):
+            chunk = want[i : i + _CHUNK]
+            if self.pg:
+                rows = await self._q(_REF_SQL + "WHERE seq = ANY($1::bigint[])", (chunk,))
+            else:
+                marks = ",".join("?" * len(chunk))
+                rows = await self._q(_REF_SQL + f"WHERE seq IN ({marks})", tuple(chunk))
+            for r in rows:
+                out[r[0]] = _ref(r)
+        return out
+
+    async def mark_published(self, command_ids: Sequence[str]) -> None:
+        if not command_ids:
+            return
+        if self.pg:
+            await self._q(
+                "UPDATE firings SET published = true WHERE command_id = ANY($1::text[])",
+                (list(command_ids),),
+            )
+        else:
+            await self.c.exec_driver_sql(
+                "UPDATE firings SET published = 1 WHERE command_id = ?", [(c,) for c in command_ids]
+            )
+
+    async def dead_letters(self, rows: Sequence[tuple[str, int, int, str, int]]) -> None:
+        if not rows:
+            return
+        if self.pg:
+            cols = list(zip(*rows, strict=True))
+            await self._q(
+                "INSERT INTO dead_letters (topic, partition, \"offset\", error, record_ts_ms) "
+                "SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::bigint[]) "
+                "ON CONFLICT DO NOTHING",
+                tuple(list(c) for c in cols),
+            )
+        else:
+            await self.c.exec_driver_sql(
+                "INSERT OR IGNORE INTO dead_letters (topic, partition, \"offset\", error, record_ts_ms) "
+                "VALUES (?,?,?,?,?)",
+                list(rows),
+            )
+
+    async def history(
+        self, names: Sequence[str], min_seq: int
+    ) -> list[tuple[int, str, dict[str, Any]]]:
+        """Stored signals of these names from ``min_seq`` on, in seq order."""
+        if not names:
+            return []
+        if self.pg:
+            rows = await self._q(
+                "SELECT seq, name, params FROM signals WHERE name = ANY($1::text[]) AND seq >= $2 "
+                "ORDER BY seq",
+                (list(names), min_seq),
+            )
+        else:
+            marks = ",".join("?" * len(names))
+            rows = await self._q(
+                f"SELECT seq, name, params FROM signals WHERE name IN ({marks}) AND seq >= ? "
+                "ORDER BY seq",
+                (*names, min_seq),
+            )
+        return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+
+_REF_SQL = (
+    "SELECT seq, name, sig_id, topic, partition, \"offset\", time, params, payload FROM signals "
+)
+
+
+def _ref(r: Any) -> SignalRef:
+    return SignalRef(
+        seq=r[0], name=r[1], id=r[2], topic=r[3], partition=r[4], offset=r[5], time=r[6],
+        params=json.loads(r[7]), payload=None if r[8] is None else json.loads(r[8]),
+    )
+
+
+def _signal_tuple(r: SignalRow) -> tuple[Any, ...]:
+    return (
+        r.name, r.sig_id, r.explicit_id, r.source, r.time, r.time_ms, r.params, r.payload,
+        r.encoding, r.topic, r.partition, r.offset, r.record_ts_ms,
+    )
+
+
+def check_db_url(url: str) -> str:
+    """Validate a SQLAlchemy URL for a supported async driver; return it unchanged."""
+    try:
+        u = make_url(url)
+    except Exception as exc:  # SQLAlchemy raises ArgumentError with a long message
+        raise StoreError(f"FLAGMAN_DB: not a database URL: {url!r}") from exc
+    if u.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise StoreError(
+            f"FLAGMAN_DB: unsupported driver {u.drivername!r}; use sqlite+aiosqlite:///PATH "
+            "or postgresql+asyncpg://USER@HOST/DB"
+        )
+    return url
+
+
+class SqlStore:
+    """The store over one SQLAlchemy async engine."""
+
+    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+        self.url = check_db_url(url)
+        u = make_url(url)
+        self.is_postgres = u.drivername.startswith("postgresql")
+        self.wm = Watermarks()
+        if self.is_postgres:
+            self.engine: AsyncEngine = create_async_engine(
+                url, pool_size=pool_size, pool_pre_ping=True
+            )
+        else:
+            if u.database and u.database != ":memory:":
+                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_async_engine(url, connect_args={"timeout": 30})
+            sync = self.engine.sync_engine
+
+            @event.listens_for(sync, "connect")
+            def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
+                dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+            @event.listens_for(sync, "begin")
+            def _on_begin(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    async def open(self) -> int:
+        """Connect and migrate the schema; return the schema version."""
+        try:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(migrate)
+        except (OSError, SQLAlchemyError) as exc:
+            raise StoreError(f"database {self.safe_url}: {_one_line(exc)}") from exc
+
+    @property
+    def safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTx]:
+        """One batch transaction; errors come out as ``StoreError``."""
+        try:
+            async with self.engine.begin() as conn:
+                yield SqlTx(self, conn)
+        except (DBAPIError, SQLAlchemyError, OSError) as exc:
+            raise StoreError(_one_line(exc)) from exc
+
+    # -- outside the hot path ---------------------------------------------------
+    async def pending(self, topic: str, partitions: Sequence[int]) -> list[PendingCommand]:
+        """Commands stored but not known to be published, caused on these partitions."""
+        if not partitions:
+            return []
+        keep = set(partitions)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT command_id, workflow, command, cmd_partition, scan_from, "
+                    "source_partition FROM firings WHERE published = :f AND source_topic = :t "
+                    "ORDER BY fid"
+                ),
+                {"f": False, "t": topic},
+            )
+            return [
+                PendingCommand(r[0], r[1], r[2], r[3], r[4])
+                for r in rows.fetchall()
+                if r[5] in keep
+            ]
+
+    async def mark_published(self, command_ids: Sequence[str]) -> None:
+        async with self.transaction() as tx:
+            await tx.mark_published(command_ids)
+
+    async def load_triggers(self, since_revision: int = 0) -> list[TriggerRow]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT id, version, digest, definition, active, revision, applied_ms, min_seq, "
+                    "backfilled FROM triggers WHERE revision > :r ORDER BY revision"
+                ),
+                {"r": since_revision},
+            )
+            return [
+                TriggerRow(r[0], r[1], r[2], json.loads(r[3]), bool(r[4]), r[5], r[6], r[7], r[8])
+                for r in rows.fetchall()
+            ]
+
+    async def mark_backfilled(self, versions: dict[str, int]) -> None:
+        async with self.transaction() as tx:
+            for tid, version in versions.items():
+                await tx.c.execute(
+                    text("UPDATE triggers SET backfilled = :v WHERE id = :i AND backfilled < :v"),
+                    {"v": version, "i": tid},
+                )
+
+    async def trigger_revision(self) -> int:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(text("SELECT coalesce(max(revision), 0) FROM triggers"))).first()
+            return int(row[0]) if row else 0
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(getattr(exc, "orig", None) or exc)
+    return " ".join(msg.split())[:300] or type(exc).__name__

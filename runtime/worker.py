@@ -1,0 +1,458 @@
+"""The worker: signals in, exactly-once commands out.
+
+One batch at a time, under ``self._lock`` (rebalance callbacks and trigger reloads
+take it too):
+
+1. parse every record; bad ones are headed for the dead-letter topic;
+2. one database transaction: lock the join tuples touched, refresh their state,
+   insert the new signals (duplicates by identity drop out here), run the matcher,
+   insert hits and firings (each firing carries its full command text);
+3. publish dead letters and commands, wait for the broker's acks;
+4. commit the consumer offsets.
+
+A crash anywhere leaves either uncommitted offsets (the records come again and are
+duplicates now) or stored firings not yet marked published; those are recovered when
+their source partition is assigned: the command topic is read from the offset the
+firing recorded (``scan_from``) and only commands not found there are published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+
+from signals import Signal, SignalError, SignalRef, parse_record
+from triggers import CompiledTrigger, Effects, Firing, Matcher, MatchState
+
+from .commands import build_command, encode, iso_now, partition_for
+from .config import WorkerConfig
+from .logs import get_logger
+from .metrics import Metrics
+from .store.base import FiringRow, SignalRow, StoreError
+from .store.sql import SqlStore, SqlTx
+from .triggerset import TriggerSet
+
+log = get_logger("flagman.worker")
+
+CMD_HEADER = "flagman-command-id"
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # Taking the lock waits for the batch in flight: it publishes and commits first.
+        async with self.worker._lock:
+            log.info("partitions revoked", partitions=_fmt(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        async with self.worker._lock:
+            log.info("partitions assigned", partitions=_fmt(assigned))
+            await self.worker.recover(assigned)
+            self.worker.assigned_once.set()
+
+
+def _fmt(tps: Iterable[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}/{tp.partition}" for tp in tps)
+
+
+class Worker:
+    """Consumes signals, persists state, publishes commands."""
+
+    def __init__(self, cfg: WorkerConfig, store: SqlStore | None = None) -> None:
+        self.cfg = cfg
+        self.store = store or SqlStore(cfg.db)
+        self.matcher = Matcher()
+        self.state = MatchState()
+        self.triggers = TriggerSet(self.matcher)
+        self.metrics = Metrics()
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self.assigned_once = asyncio.Event()
+        self.ready = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._cmd_partitions: list[int] = []
+        self._cmd_end: dict[int, int] = {}
+        self._to_mark: list[str] = []
+        self._last_reload = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the worker to finish the batch in flight, commit and return."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until ``stop()``; returns after a clean shutdown."""
+        await self.store.open()
+        await self._load_triggers(at_startup=True)
+        try:
+            await self._start_kafka()
+            if self._stop.is_set():
+                return
+            self.ready.set()
+            log.info("worker ready", topics=self.cfg.topics, group=self.cfg.group,
+                     triggers=len(self.matcher.index))
+            await self._loop()
+        finally:
+            await self._shutdown()
+
+    async def _start_kafka(self) -> None:
+        kw = self.cfg.kafka_kwargs()
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                if self.cfg.create_topics:
+                    from .broker import ensure_topics
+
+                    n = self.cfg.topic_partitions
+                    await ensure_topics(
+                        self.cfg.bootstrap,
+                        {**{t: n for t in self.cfg.topics}, self.cfg.command_topic: n,
+                         self.cfg.dlq_topic: n},
+                        **{k: v for k, v in kw.items() if k != "bootstrap_servers"},
+                    )
+                self._producer = AIOKafkaProducer(
+                    acks="all", enable_idempotence=False, linger_ms=2,
+                    max_batch_size=1 << 20, max_request_size=4 << 20, **kw,
+                )
+                await self._producer.start()
+                self._cmd_partitions = sorted(await self._producer.partitions_for(self.cfg.command_topic))
+                self._consumer = AIOKafkaConsumer(
+                    group_id=self.cfg.group, enable_auto_commit=False,
+                    auto_offset_reset="earliest", fetch_max_wait_ms=self.cfg.fetch_wait_ms,
+                    max_partition_fetch_bytes=4 << 20, fetch_max_bytes=64 << 20,
+                    session_timeout_ms=self.cfg.session_timeout_ms,
+                    heartbeat_interval_ms=max(300, self.cfg.session_timeout_ms // 4), **kw,
+                )
+                await self._consumer.start()
+                tps = [TopicPartition(self.cfg.command_topic, p) for p in self._cmd_partitions]
+                # A lower bound of each command partition's end: where a later scan may start.
+                for tp, off in (await self._consumer.end_offsets(tps)).items():
+                    self._cmd_end[tp.partition] = off
+                self._consumer.subscribe(self.cfg.topics, listener=_Listener(self))
+                return
+            except (KafkaError, OSError) as exc:
+                await self._close_kafka()
+                log.warning("broker unreachable, retrying", bootstrap=self.cfg.bootstrap,
+                            error=str(exc) or type(exc).__name__, retry_in_s=round(delay, 1))
+                await self._sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _close_kafka(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                try:
+                    await client.stop()
+                except Exception as exc:  # closing a half-started client
+                    log.debug("client stop failed", error=str(exc))
+        self._consumer = self._producer = None
+
+    async def _shutdown(self) -> None:
+        try:
+            if self._to_mark:
+                try:
+                    await self.store.mark_published(self._to_mark)
+                    self._to_mark = []
+                except StoreError as exc:
+                    log.warning("could not mark published at shutdown", error=str(exc))
+        finally:
+            await self._close_kafka()
+            await self.store.close()
+            log.info("worker stopped", **self.metrics.snapshot())
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def _loop(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while not self._stop.is_set():
+            batch = await consumer.getmany(timeout_ms=500, max_records=self.cfg.batch_max)
+            async with self._lock:
+                if batch:
+                    await self.process(batch)
+                now = time.monotonic()
+                if now - self._last_reload >= self.cfg.reload_interval_s:
+                    self._last_reload = now
+                    await self._reload_if_changed()
+
+    # -- triggers ----------------------------------------------------------------
+    async def _reload_if_changed(self) -> None:
+        try:
+            rev = await self.store.trigger_revision()
+            if rev != self.triggers.revision:
+                await self._load_triggers(at_startup=False)
+        except StoreError as exc:
+            log.warning("trigger reload failed", error=str(exc))
+
+    async def _load_triggers(self, *, at_startup: bool) -> None:
+        rows = await self.store.load_triggers(self.triggers.revision)
+        installed = self.triggers.absorb(rows)
+        if rows:
+            log.info("triggers loaded", revision=self.triggers.revision,
+                     changed=len(installed), total=len(self.matcher.index))
+        todo = [t for t in installed if self.triggers.needs_backfill(t, at_startup=at_startup)]
+        if todo:
+            await self._backfill(todo)
+
+    async def _backfill(self, trigs: Sequence[CompiledTrigger]) -> None:
+        """Evaluate newly applied triggers against stored signals (look-back)."""
+        names = sorted({leaf.lc.name for t in trigs for leaf in t.leaves})
+        horizon = min(t.min_seq for t in trigs)
+        async with self.store.transaction() as tx:
+            history = await tx.history(names, horizon)
+        fired: list[FiringRow] = []
+        if history:
+            planned = [(t, *self.matcher.backfill_plan(t, history)) for t in trigs]
+            tks = set().union(*(p[2] for p in planned))
+            fired = await self._with_retry(lambda tx: self._backfill_tx(tx, planned, tks))
+            await self._publish(fired, [])
+        await self.store.mark_backfilled({t.id: t.version for t in trigs})
+        log.info("look-back evaluated", triggers=len(trigs), history=len(history),
+                 commands=len(fired))
+
+    async def _backfill_tx(self, tx: SqlTx, planned: Any, tks: set[str]) -> list[FiringRow]:
+        await tx.lock(tks)
+        await tx.refresh(tks, self.matcher, self.state)
+        fx = Effects()
+        for trig, hits, _ in planned:
+            one = self.matcher.backfill_apply(self.state, trig, hits)
+            fx.hits += one.hits
+            fx.firings += one.firings
+        await tx.insert_hits(fx.hits)
+        rows = await self._firing_rows(tx, fx.firings, {}, None)
+        await tx.insert_firings(rows)
+        return rows
+
+    # -- the batch ---------------------------------------------------------------
+    async def process(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        """Process one fetched batch to the end: stored, published, committed."""
+        good: list[tuple[ConsumerRecord[Any, Any], Signal]] = []
+        dead: list[tuple[ConsumerRecord[Any, Any], str]] = []
+        seen: set[tuple[str, str]] = set()
+        dups = 0
+        for records in batch.values():
+            for rec in records:
+                try:
+                    sig = parse_record(rec.value, rec.headers, rec.timestamp)
+                except SignalError as exc:
+                    dead.append((rec, exc.reason))
+                    continue
+                if sig.identity in seen:
+                    dups += 1
+                    log.info("duplicate signal", topic=rec.topic, partition=rec.partition,
+                             offset=rec.offset, signal=sig.name, signal_id=sig.id)
+                    continue
+                seen.add(sig.identity)
+                good.append((rec, sig))
+        plan = self.matcher.plan((s.name, s.params) for _, s in good)
+        rows = [_signal_row(rec, s) for rec, s in good]
+
+        async def tx_body(tx: SqlTx) -> tuple[list[FiringRow], int]:
+            await tx.lock(plan.tuple_keys)
+            await tx.refresh(plan.tuple_keys, self.matcher, self.state)
+            seqs = await tx.insert_signals(rows)
+            fx = self.matcher.apply(self.state, plan, seqs)
+            await tx.insert_hits(fx.hits)
+            refs = {
+                seq: _ref(seq, rec, s) for seq, (rec, s) in zip(seqs, good, strict=True) if seq
+            }
+            firing_rows = await self._firing_rows(tx, fx.firings, refs, None)
+            await tx.insert_firings(firing_rows)
+            await tx.mark_published(self._to_mark)
+            await tx.dead_letters(
+                [(r.topic, r.partition, r.offset, reason, r.timestamp) for r, reason in dead]
+            )
+            return firing_rows, sum(1 for s in seqs if s is None)
+
+        fired, stored_dups = await self._with_retry(tx_body)
+        self._to_mark = []
+        dups += stored_dups
+        self.metrics.add(signals=len(good) - stored_dups, duplicates=dups,
+                         dead_lettered=len(dead), commands=len(fired), batches=1)
+        if stored_dups:
+            log.info("duplicate signals", count=stored_dups)
+        await self._publish(fired, dead)
+        await self._commit(batch)
+
+    async def _with_retry(self, body: Any) -> Any:
+        delay = 0.1
+        while True:
+            try:
+                async with self.store.transaction() as tx:
+                    return await body(tx)
+            except StoreError as exc:
+                # The in-memory state may hold effects of the rolled-back transaction.
+                self.state = MatchState()
+                self.store.wm.clear()
+                if self._stop.is_set() and delay > 1:
+                    raise
+                log.warning("database unavailable, retrying batch", error=str(exc),
+                            retry_in_s=round(delay, 2))
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5.0)
+
+    async def _firing_rows(
+        self, tx: SqlTx, firings: list[Firing], refs: dict[int, SignalRef], _: Any
+    ) -> list[FiringRow]:
+        if not firings:
+            return []
+        missing = {s for f in firings for s in f.bindings.values() if s not in refs}
+        missing |= {f.cause_seq for f in firings if f.cause_seq not in refs}
+        if missing:
+            refs = {**refs, **await tx.signal_refs(missing)}
+        issued = iso_now()
+        now_ms = int(time.time() * 1000)
+        out = []
+        for f in firings:
+            cmd = build_command(f, refs, issued)
+            cause = refs[f.cause_seq]
+            part = partition_for(f.trigger.workflow.encode(), self._cmd_partitions or [0])
+            out.append(FiringRow(
+                command_id=f.command_id, trigger_id=f.trigger.id, trigger_version=f.trigger.version,
+                tk=f.tk, generation=f.generation, cause_seq=f.cause_seq, command=encode(cmd),
+                workflow=f.trigger.workflow, source_topic=cause.topic,
+                source_partition=cause.partition, cmd_partition=part,
+                scan_from=self._cmd_end.get(part, 0), created_ms=now_ms,
+            ))
+        return out
+
+    async def _publish(
+        self, fired: Sequence[FiringRow], dead: Sequence[tuple[ConsumerRecord[Any, Any], str]]
+    ) -> None:
+        """Send dead letters and commands; return when the broker acknowledged all."""
+        if not fired and not dead:
+            return
+        delay = 0.2
+        while True:
+            try:
+                await self._send_all(fired, dead)
+                break
+            except (KafkaError, OSError) as exc:
+                if self._stop.is_set():
+                    log.warning("stopping with unpublished commands; recovered at next start",
+                                count=len(fired))
+                    raise
+                log.warning("publish failed, retrying", error=str(exc) or type(exc).__name__,
+                            retry_in_s=round(delay, 1))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._to_mark.extend(f.command_id for f in fired)
+        for f in fired:
+            log.info("command issued", command_id=f.command_id, trigger=f.trigger_id,
+                     generation=f.generation, workflow=f.workflow,
+                     cause_topic=f.source_topic, cause_partition=f.source_partition)
+
+    async def _send_all(
+        self, fired: Sequence[FiringRow], dead: Sequence[tuple[ConsumerRecord[Any, Any], str]]
+    ) -> None:
+        producer = self._producer
+        assert producer is not None
+        futures = []
+        for rec, reason in dead:
+            headers = list(rec.headers or ()) + [
+                ("flagman-error", reason.encode()),
+                ("flagman-source-topic", rec.topic.encode()),
+                ("flagman-source-partition", str(rec.partition).encode()),
+                ("flagman-source-offset", str(rec.offset).encode()),
+            ]
+            log.warning("dead-lettered", topic=rec.topic, partition=rec.partition,
+                        offset=rec.offset, error=reason)
+            futures.append(await producer.send(self.cfg.dlq_topic, rec.value, key=rec.key,
+                                               headers=headers))
+        cmd_futures = []
+        for f in fired:
+            cmd_futures.append(await producer.send(
+                self.cfg.command_topic, f.command.encode(), key=f.workflow.encode(),
+                partition=f.cmd_partition, headers=[(CMD_HEADER, f.command_id.encode())],
+            ))
+        await asyncio.gather(*futures)
+        for meta in await asyncio.gather(*cmd_futures):
+            end = meta.offset + 1
+            if end > self._cmd_end.get(meta.partition, 0):
+                self._cmd_end[meta.partition] = end
+
+    async def _commit(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        assert self._consumer is not None
+        offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items() if recs}
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # Another member owns these partitions now; it re-reads them and finds
+            # duplicates only: nothing is lost or issued twice.
+            log.warning("offset commit failed", error=str(exc) or type(exc).__name__)
+
+    # -- recovery ----------------------------------------------------------------
+    async def recover(self, assigned: Iterable[TopicPartition]) -> None:
+        """Publish stored commands caused on these partitions that never reached the topic."""
+        from .kafka_compat import read_to_end
+
+        by_topic: dict[str, list[int]] = {}
+        for tp in assigned:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        pending = []
+        for topic, parts in by_topic.items():
+            pending += await self._pending(topic, parts)
+        if not pending:
+            return
+        start: dict[int, int] = {}
+        for p in pending:
+            start[p.cmd_partition] = min(start.get(p.cmd_partition, p.scan_from), p.scan_from)
+        found: set[str] = set()
+        records = await read_to_end(
+            self.cfg.bootstrap, self.cfg.command_topic, from_offsets=start,
+            client_kwargs={k: v for k, v in self.cfg.kafka_kwargs().items() if k != "bootstrap_servers"},
+        )
+        for rec in records:
+            for k, v in rec.headers or ():
+                if k == CMD_HEADER and v is not None:
+                    found.add(v.decode())
+        todo = [p for p in pending if p.command_id not in found]
+        already = [p.command_id for p in pending if p.command_id in found]
+        rows = [
+            FiringRow(p.command_id, "", 0, "", 0, 0, p.command, p.workflow, "", 0,
+                      p.cmd_partition, p.scan_from, 0)
+            for p in todo
+        ]
+        if rows:
+            await self._send_all(rows, [])
+        await self.store.mark_published(already + [p.command_id for p in todo])
+        log.info("recovered pending commands", found_on_topic=len(already), published=len(todo))
+
+    async def _pending(self, topic: str, parts: list[int]) -> Any:
+        delay = 0.1
+        while True:
+            try:
+                return await self.store.pending(topic, parts)
+            except StoreError as exc:
+                log.warning("database unavailable during recovery", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def _signal_row(rec: ConsumerRecord[Any, Any], s: Signal) -> SignalRow:
+    return SignalRow(
+        name=s.name, sig_id=s.id, explicit_id=s.explicit_id, source=s.source, time=s.time,
+        time_ms=s.time_ms, params=json.dumps(s.params, separators=(",", ":")),
+        payload=None if s.payload is None else json.dumps(s.payload, separators=(",", ":")),
+        encoding=s.encoding, topic=rec.topic, partition=rec.partition, offset=rec.offset,
+        record_ts_ms=rec.timestamp,
+    )
+
+
+def _ref(seq: int, rec: ConsumerRecord[Any, Any], s: Signal) -> SignalRef:
+    return SignalRef(seq=seq, name=s.name, id=s.id, topic=rec.topic, partition=rec.partition,
+                     offset=rec.offset, time=s.time, params=s.params, payload=s.payload)

@@ -1,0 +1,342 @@
+"""The matcher: pure decisions over an explicit, isolated state.
+
+The worker, dry-run replay and tests drive the same code. A batch goes in two steps:
+
+1. ``plan(signals)`` finds, per signal, the leaf classes that accept it and the join
+   tuples it names. The runtime locks and refreshes exactly those tuples in its store
+   (``plan.tuple_keys``), so several workers never decide on stale state.
+2. ``apply(state, plan, seqs)`` walks the signals in order, records hits and returns
+   the firings, mutating ``state``. Signals already known (duplicates) must have been
+   removed by the caller: every signal given here is new.
+
+State is kept per leaf class and join tuple (``hits``: the latest signal seq that hit
+it), per trigger and tuple (``fired``: the highest generation issued), and per
+trigger without join (``rounds``). A hit counts for a trigger only when its seq is
+at least the trigger's ``min_seq`` (the look-back horizon fixed when it was applied).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._compile import CompiledTrigger, LeafClass, command_id, tuple_key
+from ._index import TriggerIndex
+
+NO_JOIN = "null"
+
+
+@dataclass(slots=True)
+class Round:
+    """Progress of a trigger without join: the signals bound since its last firing."""
+
+    next_gen: int = 0
+    round_seq: int = 0
+    bound: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class MatchState:
+    """Everything the matcher remembers. A store loads it in parts, by tuple key."""
+
+    hits: dict[tuple[str, str], int] = field(default_factory=dict)
+    fired: dict[tuple[str, str], int] = field(default_factory=dict)
+    rounds: dict[str, Round] = field(default_factory=dict)
+
+    def add_hit(self, lc_key: str, tk: str, seq: int) -> bool:
+        """Record a hit; True when the (leaf class, tuple) had none before."""
+        key = (lc_key, tk)
+        old = self.hits.get(key)
+        if old is None:
+            self.hits[key] = seq
+            return True
+        if seq > old:
+            self.hits[key] = seq
+        return False
+
+    def add_fired(self, trigger_id: str, tk: str, generation: int) -> None:
+        key = (trigger_id, tk)
+        if generation > self.fired.get(key, -1):
+            self.fired[key] = generation
+
+
+@dataclass(slots=True)
+class Hit:
+    lc_key: str
+    tk: str
+    seq: int
+
+
+@dataclass(slots=True)
+class Firing:
+    """One satisfied (trigger, tuple, generation): becomes exactly one command."""
+
+    trigger: CompiledTrigger
+    tk: str
+    join: dict[str, Any] | None
+    generation: int
+    command_id: str
+    bindings: dict[int, int]
+    cause_seq: int
+
+
+@dataclass(slots=True)
+class Planned:
+    """One signal's candidates: (leaf class, tuple values, tuple key) triples."""
+
+    name: str
+    params: Mapping[str, Any]
+    hits: list[tuple[LeafClass, tuple[Any, ...] | None, str]]
+
+
+@dataclass(slots=True)
+class Plan:
+    signals: list[Planned]
+    tuple_keys: set[str]
+
+
+@dataclass(slots=True)
+class Effects:
+    hits: list[Hit] = field(default_factory=list)
+    firings: list[Firing] = field(default_factory=list)
+
+
+class Matcher:
+    """Decides firings. Holds the index; the state is passed in."""
+
+    def __init__(self, index: TriggerIndex | None = None) -> None:
+        self.index = index or TriggerIndex()
+
+    # -- step 1 ----------------------------------------------------------------
+    def plan_one(self, name: str, params: Mapping[str, Any]) -> Planned:
+        out: list[tuple[LeafClass, tuple[Any, ...] | None, str]] = []
+        for lc in self.index.candidates(name, params):
+            if lc.join_src:
+                values = lc.tuple_of(params)
+                if values is None:
+                    continue  # lacks a join param: never contributes
+                out.append((lc, values, tuple_key(values)))
+            else:
+                out.append((lc, None, NO_JOIN))
+        return Planned(name, params, out)
+
+    def plan(self, signals: Iterable[tuple[str, Mapping[str, Any]]]) -> Plan:
+        planned = [self.plan_one(n, p) for n, p in signals]
+        tks = {tk for p in planned for _, _, tk in p.hits}
+        return Plan(planned, tks)
+
+    # -- step 2 ----------------------------------------------------------------
+    def apply(self, state: MatchState, plan: Plan, seqs: Sequence[int | None]) -> Effects:
+        """Walk planned signals in order; ``seqs[i] is None`` skips signal i (a duplicate)."""
+        fx = Effects()
+        for planned, seq in zip(plan.signals, seqs, strict=True):
+            if seq is None or not planned.hits:
+                continue
+            self._one(state, planned, seq, fx)
+        return fx
+
+    def _one(self, state: MatchState, planned: Planned, seq: int, fx: Effects) -> None:
+        touched: dict[tuple[str, str], tuple[CompiledTrigger, tuple[Any, ...] | None]] = {}
+        refire: dict[tuple[str, str], tuple[CompiledTrigger, tuple[Any, ...] | None, int]] = {}
+        for lc, values, tk in planned.hits:
+            fx.hits.append(Hit(lc.key, tk, seq))
+            new = state.add_hit(lc.key, tk, seq)
+            if tk == NO_JOIN:
+                for trig, leaf_idx in lc.uses:
+                    rnd = state.rounds.get(trig.id)
+                    if rnd is None:
+                        rnd = state.rounds[trig.id] = Round()
+                    if seq > rnd.round_seq and seq >= trig.min_seq:
+                        rnd.bound.setdefault(leaf_idx, seq)
+                        touched[(trig.id, tk)] = (trig, None)
+                continue
+            if new:
+                for trig, _ in lc.uses:
+                    touched[(trig.id, tk)] = (trig, values)
+            else:
+                for trig, _ in lc.uses:
+                    # a newer signal may bring an old leaf inside the look-back horizon
+                    if trig.min_seq > 0 and (trig.id, tk) not in state.fired:
+                        touched[(trig.id, tk)] = (trig, values)
+            for trig, leaf_idx in lc.refire_uses:
+                refire.setdefault((trig.id, tk), (trig, values, leaf_idx))
+
+        for (tid, tk), (trig, values) in touched.items():
+            if tk == NO_JOIN:
+                self._round(state, trig, seq, fx)
+                continue
+            if (tid, tk) in state.fired:
+                continue
+            bindings = self._bindings(state, trig, tk)
+            mask = 0
+            for i in bindings:
+                mask |= 1 << i
+            if trig.satisfied(mask):
+                self._fire(state, trig, tk, values, 0, bindings, seq, fx)
+                refire.pop((tid, tk), None)  # completing signal is part of generation 0
+
+        for (tid, tk), (trig, values, leaf_idx) in refire.items():
+            gen = state.fired.get((tid, tk))
+            if gen is None:
+                continue
+            bindings = self._bindings(state, trig, tk)
+            mine = {lc.key for lc, _, t in planned.hits if t == tk}
+            for leaf in trig.leaves:
+                if leaf.lc.key in mine:
+                    bindings[leaf.index] = seq
+            self._fire(state, trig, tk, values, gen + 1, bindings, seq, fx)
+
+    @staticmethod
+    def _bindings(state: MatchState, trig: CompiledTrigger, tk: str) -> dict[int, int]:
+        out: dict[int, int] = {}
+        hits = state.hits
+        floor = trig.min_seq
+        for leaf in trig.leaves:
+            s = hits.get((leaf.lc.key, tk))
+            if s is not None and s >= floor:
+                out[leaf.index] = s
+        return out
+
+    def _round(self, state: MatchState, trig: CompiledTrigger, seq: int, fx: Effects) -> None:
+        rnd = state.rounds[trig.id]
+        mask = 0
+        for i in rnd.bound:
+            mask |= 1 << i
+        if not trig.satisfied(mask):
+            return
+        gen = rnd.next_gen
+        fx.firings.append(
+            Firing(trig, NO_JOIN, None, gen, command_id(trig.id, None, gen), dict(rnd.bound), seq)
+        )
+        state.add_fired(trig.id, NO_JOIN, gen)
+        rnd.next_gen = gen + 1
+        rnd.round_seq = seq
+        rnd.bound = {}
+
+    @staticmethod
+    def _fire(
+        state: MatchState,
+        trig: CompiledTrigger,
+        tk: str,
+        values: tuple[Any, ...] | None,
+        gen: int,
+        bindings: dict[int, int],
+        seq: int,
+        fx: Effects,
+    ) -> None:
+        join = trig.join_object(values)
+        fx.firings.append(
+            Firing(trig, tk, join, gen, command_id(trig.id, join, gen), bindings, seq)
+        )
+        state.add_fired(trig.id, tk, gen)
+
+    # -- loading state -----------------------------------------------------------
+    def absorb(
+        self,
+        state: MatchState,
+        fired: Iterable[tuple[str, str, int, int]],
+        hits: Iterable[tuple[str, str, int]],
+    ) -> None:
+        """Merge stored rows into ``state``: firings ``(trigger_id, tk, generation,
+        cause_seq)`` first, then hits ``(lc_key, tk, seq)``. Rows may repeat."""
+        rounds = state.rounds
+        for tid, tk, gen, cause in fired:
+            state.add_fired(tid, tk, gen)
+            if tk == NO_JOIN:
+                rnd = rounds.get(tid)
+                if rnd is None:
+                    rnd = rounds[tid] = Round()
+                if gen + 1 > rnd.next_gen:
+                    rnd.next_gen = gen + 1
+                if cause > rnd.round_seq:
+                    rnd.round_seq = cause
+                    rnd.bound = {i: s for i, s in rnd.bound.items() if s > cause}
+        registry = self.index.registry.by_key
+        for lc_key, tk, seq in hits:
+            state.add_hit(lc_key, tk, seq)
+            if tk != NO_JOIN:
+                continue
+            lc = registry.get(lc_key)
+            if lc is None:
+                continue
+            for trig, leaf_idx in lc.uses:
+                rnd = rounds.get(trig.id)
+                if rnd is None:
+                    rnd = rounds[trig.id] = Round()
+                if seq > rnd.round_seq and seq >= trig.min_seq:
+                    old = rnd.bound.get(leaf_idx)
+                    if old is None or seq < old:
+                        rnd.bound[leaf_idx] = seq
+
+    # -- look-back ---------------------------------------------------------------
+    def backfill_plan(
+        self, trig: CompiledTrigger, history: Iterable[tuple[int, str, Mapping[str, Any]]]
+    ) -> tuple[list[tuple[int, Hit, tuple[Any, ...] | None]], set[str]]:
+        """Hits of stored signals ``(seq, name, params)`` on this trigger's leaf classes."""
+        lcs = {leaf.lc.key: leaf.lc for leaf in trig.leaves}
+        by_name: dict[str, list[LeafClass]] = {}
+        for lc in lcs.values():
+            by_name.setdefault(lc.name, []).append(lc)
+        out: list[tuple[int, Hit, tuple[Any, ...] | None]] = []
+        tks: set[str] = set()
+        for seq, name, params in history:
+            if seq < trig.min_seq:
+                continue
+            for lc in by_name.get(name, ()):
+                if not lc.accepts(params):
+                    continue
+                if lc.join_src:
+                    values = lc.tuple_of(params)
+                    if values is None:
+                        continue
+                    tk = tuple_key(values)
+                else:
+                    values, tk = None, NO_JOIN
+                out.append((seq, Hit(lc.key, tk, seq), values))
+                tks.add(tk)
+        return out, tks
+
+    def backfill_apply(
+        self,
+        state: MatchState,
+        trig: CompiledTrigger,
+        planned: list[tuple[int, Hit, tuple[Any, ...] | None]],
+    ) -> Effects:
+        """Evaluate a newly applied trigger against history: the state *now* counts.
+
+        A join tuple satisfied by stored signals fires generation 0 once (no refires
+        are replayed from history); a trigger without join fires at most once.
+        """
+        fx = Effects()
+        values_of: dict[str, tuple[Any, ...] | None] = {}
+        for _, hit, values in planned:
+            fx.hits.append(hit)
+            state.add_hit(hit.lc_key, hit.tk, hit.seq)
+            values_of[hit.tk] = values
+        if not trig.join:
+            rnd = state.rounds.get(trig.id)
+            if rnd is None:
+                rnd = state.rounds[trig.id] = Round()
+            leaf_of = {}
+            for leaf in trig.leaves:
+                leaf_of.setdefault(leaf.lc.key, []).append(leaf.index)
+            last = 0
+            for seq, hit, _ in sorted(planned, key=lambda p: p[0]):
+                if seq > rnd.round_seq:
+                    for i in leaf_of.get(hit.lc_key, ()):
+                        rnd.bound.setdefault(i, seq)
+                    last = seq
+            if planned and last:
+                self._round(state, trig, last, fx)
+            return fx
+        for tk, values in values_of.items():
+            if (trig.id, tk) in state.fired:
+                continue
+            bindings = self._bindings(state, trig, tk)
+            mask = 0
+            for i in bindings:
+                mask |= 1 << i
+            if trig.satisfied(mask):
+                self._fire(state, trig, tk, values, 0, bindings, max(bindings.values()), fx)
+        return fx
