@@ -84,8 +84,15 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _exit_before_start(signum: int, _frame: Any) -> None:
+    # Until the worker installs its own handlers nothing is in flight: leave cleanly.
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verb in ("worker", "run"):
+        signal.signal(signal.SIGTERM, _exit_before_start)
     try:
         if args.verb == "apply":
             return asyncio.run(_apply(args))

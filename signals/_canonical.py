@@ -38,7 +38,11 @@ def identity_hash(name: str, params: Mapping[str, ParamValue]) -> str:
     ``true`` and ``1``); JSON numbers do not have an int/float distinction, so ``7``
     and ``7.0`` are the same.
     """
-    return hashlib.sha256(canonical_json([name, params])).hexdigest()
+    if type(name) is str and type(params) is dict:  # the hot path, one dispatch less
+        text = "[" + encode_basestring(name) + "," + _object(params) + "]"
+    else:
+        text = _text([name, params])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _text(obj: Any) -> str:

@@ -89,7 +89,7 @@ def decode_json(raw: bytes, root: str | None = None) -> Any:
             raise json.JSONDecodeError("Extra data", text, end)
     except json.JSONDecodeError as exc:
         raise SignalError(
-            f"value: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            f"value: not JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}"
         ) from exc
     except RecursionError as exc:
         raise SignalError(f"value: JSON nested deeper than {MAX_JSON_DEPTH} levels") from exc

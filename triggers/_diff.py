@@ -22,6 +22,13 @@ _TOP_ORDER = (
 )
 
 
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML that indents list items under their key, for easier reading."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
 def render_definition(definition: Mapping[str, Any]) -> str:
     """A canonical definition as block YAML: top-level keys in definition order, every
     nested mapping sorted, so the same definition always renders the same text."""
@@ -31,8 +38,9 @@ def render_definition(definition: Mapping[str, Any]) -> str:
     for key, value in ordered.items():
         # One top-level key at a time keeps their order while nested keys are sorted.
         parts.append(
-            yaml.safe_dump(
+            yaml.dump(
                 {key: value},
+                Dumper=_Dumper,
                 sort_keys=True,
                 default_flow_style=False,
                 allow_unicode=True,

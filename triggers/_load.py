@@ -152,17 +152,17 @@ def _load_one(
         return []
     out: list[tuple[TriggerDef, str, int | None]] = []
     try:
-        for item, line in _items(text):
+        for item, line, in_list in _items(text):
             if collector.full:
                 break
             if not isinstance(item, _Map):
                 got = kind_of(item)
                 message = (
                     f"a trigger must be a mapping, got {got}"
-                    if line is not None
+                    if in_list
                     else f"expected a list of triggers or one trigger mapping, got {got}"
                 )
-                collector.add(DefinitionIssue(file, None, "", message, line or _line_of(item)))
+                collector.add(DefinitionIssue(file, None, "", message, line))
                 continue
             try:
                 trigger = validate_definition(item, file=file, locate=_locator(item))
@@ -247,11 +247,11 @@ _ENDS = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
 _SKIP = (yaml.StreamStartEvent, yaml.DocumentStartEvent, yaml.DocumentEndEvent)
 
 
-def _items(text: str) -> Iterator[tuple[Any, int | None]]:
+def _items(text: str) -> Iterator[tuple[Any, int, bool]]:
     """Yield the triggers of ``text`` one by one, each as soon as it is complete.
 
-    A document that is a list yields its items, each with the line it starts on; any
-    other non-empty document yields itself with line ``None``. Reading is event by
+    Yields ``(value, line, in_list)``: a document that is a list yields its items
+    (``in_list``), any other non-empty document yields itself. Reading is event by
     event, without recursion; anchors, aliases, odd tags, duplicate keys and nesting
     beyond ``MAX_YAML_DEPTH`` raise ``_Refused``. Yielding early keeps memory to one
     trigger's worth of line bookkeeping, however long the file.
@@ -271,9 +271,9 @@ def _items(text: str) -> Iterator[tuple[Any, int | None]]:
         if cls in _ENDS:
             done = stack.pop()[0]
             if len(stack) == 1 and root_is_list:
-                yield done, done.line  # a whole item of the top-level list
+                yield done, done.line, True  # a whole item of the top-level list
             elif not stack and not root_is_list:
-                yield done, None  # a document that is one mapping
+                yield done, done.line, False  # a document that is one mapping
             continue
         if cls is yaml.AliasEvent:
             raise _Refused(
@@ -316,13 +316,13 @@ def _items(text: str) -> Iterator[tuple[Any, int | None]]:
         if not stack:
             if node is None:  # a document that is one scalar (or empty)
                 if value is not None:
-                    yield value, None
+                    yield value, line, False
                 continue
             root_is_list = type(node) is _Seq
         elif len(stack) == 1 and root_is_list:
             # Items of the top-level list are not kept in it: yielded as they complete.
             if node is None:
-                yield value, line
+                yield value, line, True
                 continue
         else:
             frame = stack[-1]
