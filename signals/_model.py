@@ -19,6 +19,11 @@ class Signal:
     (``2026-11-25T06:02:11Z``, fractional seconds kept when given) and ``time_ms`` the
     same instant in epoch milliseconds. ``encoding`` is ``native``, ``cloudevents`` or
     ``cloudevents-binary``.
+
+    Time normal form: a zero fraction is dropped, a fraction of whole milliseconds is
+    written with three digits, any other with six (digits past microseconds are cut).
+    A record without a time takes its Kafka timestamp, always written with three
+    digits (``2026-11-25T06:02:11.512Z``).
     """
 
     name: str

@@ -75,6 +75,9 @@ def load_paths(paths: Sequence[str | Path]) -> list[TriggerDef]:
     collector = _Collector()
     triggers: list[tuple[TriggerDef, str, int | None]] = []
     for file in _expand(paths, collector):
+        if collector.full:
+            collector.truncated = True
+            break
         text = _read(file, collector)
         if text is not None:
             triggers.extend(_load_one(text, str(file), collector))
@@ -154,6 +157,7 @@ def _load_one(
     try:
         for item, line, in_list in _items(text):
             if collector.full:
+                collector.truncated = True
                 break
             if not isinstance(item, _Map):
                 got = kind_of(item)
@@ -415,11 +419,11 @@ def _yaml_line(exc: yaml.YAMLError) -> int | None:
 
 
 class _Collector:
-    """Gathers issues across files, up to ``MAX_ISSUES`` (then counts the rest)."""
+    """Gathers issues across files, up to ``MAX_ISSUES``; loading stops once it is full."""
 
     def __init__(self) -> None:
         self.issues: list[DefinitionIssue] = []
-        self.dropped = 0
+        self.truncated = False
 
     @property
     def full(self) -> bool:
@@ -427,7 +431,7 @@ class _Collector:
 
     def add(self, issue: DefinitionIssue) -> None:
         if self.full:
-            self.dropped += 1
+            self.truncated = True
         else:
             self.issues.append(issue)
 
@@ -457,14 +461,13 @@ class _Collector:
         if not self.issues:
             return
         issues = list(self.issues)
-        if self.dropped:
-            last = issues[-1]
+        if self.truncated:
             issues.append(
                 DefinitionIssue(
-                    last.file,
+                    issues[-1].file,
                     None,
                     "",
-                    f"{self.dropped} more problems not shown (stopped after {MAX_ISSUES})",
+                    f"stopped after {MAX_ISSUES} problems; fix these and run again for the rest",
                 )
             )
         raise DefinitionError(issues)

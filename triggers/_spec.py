@@ -717,6 +717,10 @@ class _Checker:
                     self.issue(path, f"mapping keys must be strings, got {kind_of(key)}")
                     ok = False
                     continue
+                if len(key) > MAX_STRING_CHARS:
+                    self.issue(path, f"mapping key longer than {MAX_STRING_CHARS} characters")
+                    ok = False
+                    continue
                 item_ok, out[key] = self.literal(item, (*path, key), depth + 1)
                 ok = ok and item_ok
             return ok, out

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from signals import Signal, SignalError, parse_record
+from signals import ParamValue, Signal, SignalError, parse_record
 
 TS = 1764050531512
 TS_TEXT = "2025-11-25T06:02:11.512Z"
@@ -23,7 +23,13 @@ DATA = {
     "parts": [1, 2],
     "meta": {"a": 1},
 }
-SCALARS = {"table": "db.orders", "dt": "2026-11-25", "rows": 120331, "ratio": 0.5, "ok": True}
+SCALARS: dict[str, ParamValue] = {
+    "table": "db.orders",
+    "dt": "2026-11-25",
+    "rows": 120331,
+    "ratio": 0.5,
+    "ok": True,
+}
 
 
 def event(**members: Any) -> dict[str, Any]:

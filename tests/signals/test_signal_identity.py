@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 import pytest
@@ -99,7 +99,7 @@ def test_canonical_json_sorts_keys_by_utf16() -> None:
 
 
 def test_canonical_json_subclasses() -> None:
-    class Colour(str, Enum):
+    class Colour(StrEnum):
         RED = "red"
 
     class Size(IntEnum):

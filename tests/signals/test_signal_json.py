@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 
 import pytest
 
@@ -12,9 +13,9 @@ from signals import MAX_VALUE_BYTES, SignalError, parse_record
 TS = 1764050531512
 
 
-def reason(value: bytes | None, headers: list[tuple[str, bytes | None]] | None = None) -> str:
+def reason(value: bytes | None, headers: Sequence[tuple[str, bytes | None]] = ()) -> str:
     with pytest.raises(SignalError) as info:
-        parse_record(value, headers or [], TS)
+        parse_record(value, headers, TS)
     return info.value.reason
 
 

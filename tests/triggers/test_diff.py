@@ -36,7 +36,9 @@ def test_identical_is_empty() -> None:
 
 
 def test_changed_shows_only_changed_lines_with_context() -> None:
-    new = canonical(TEXT.replace("currency: USD", "currency: EUR").replace("[us, eu]", "[us, eu, apac]"))
+    new = canonical(
+        TEXT.replace("currency: USD", "currency: EUR").replace("[us, eu]", "[us, eu, apac]")
+    )
     out = diff_definitions(canonical(), new, "rev.daily")
     lines = out.splitlines()
     assert lines[0] == "--- a/rev.daily"
@@ -71,5 +73,10 @@ def test_render_is_readable_sorted_yaml_that_reads_back() -> None:
     ]
     assert yaml.safe_load(text) == c
     # nested keys are sorted, so key order in the source never shows up as a change
-    reordered = canonical(TEXT.replace("{table: db.orders, region: {in: [us, eu]}}", "{region: {in: [us, eu]}, table: db.orders}"))
+    reordered = canonical(
+        TEXT.replace(
+            "{table: db.orders, region: {in: [us, eu]}}",
+            "{region: {in: [us, eu]}, table: db.orders}",
+        )
+    )
     assert render_definition(reordered) == text

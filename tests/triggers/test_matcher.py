@@ -17,14 +17,28 @@ def leaf(table: str | None = None, name: str = "table_ready", **kw: Any) -> dict
     where = dict(kw.pop("where", {}))
     if table is not None:
         where["table"] = {"eq": table}
-    return {"signal": name, "where": where, "as": kw.pop("as_", None), "join_as": kw.pop("join_as", {})}
-
-
-def trig(tid: str, when: dict[str, Any], join: list[str] | None = None, **kw: Any) -> dict[str, Any]:
     return {
-        "id": tid, "workflow": kw.pop("workflow", "wf"), "step": None, "owner": None,
-        "description": None, "when": when, "join": ["dt"] if join is None else join,
-        "on_update": kw.pop("on_update", "ignore"), "params": {}, "lookback_s": 604800,
+        "signal": name,
+        "where": where,
+        "as": kw.pop("as_", None),
+        "join_as": kw.pop("join_as", {}),
+    }
+
+
+def trig(
+    tid: str, when: dict[str, Any], join: list[str] | None = None, **kw: Any
+) -> dict[str, Any]:
+    return {
+        "id": tid,
+        "workflow": kw.pop("workflow", "wf"),
+        "step": None,
+        "owner": None,
+        "description": None,
+        "when": when,
+        "join": ["dt"] if join is None else join,
+        "on_update": kw.pop("on_update", "ignore"),
+        "params": {},
+        "lookback_s": 604800,
     }
 
 
@@ -159,7 +173,14 @@ def test_index_touches_only_relevant_leaf_classes() -> None:
 @given(st.permutations(list(range(6))), st.integers(min_value=1, max_value=3))
 def test_order_of_arrival_does_not_matter(order: list[int], batch: int) -> None:
     """Any arrival order and batching gives the same set of firings (join triggers)."""
-    sigs = [tr("a", "d1"), tr("b", "d1"), tr("a", "d2"), tr("c", "d2"), tr("b", "d2"), tr("c", "d1")]
+    sigs = [
+        tr("a", "d1"),
+        tr("b", "d1"),
+        tr("a", "d2"),
+        tr("c", "d2"),
+        tr("b", "d2"),
+        tr("c", "d1"),
+    ]
     defs = (
         trig("ab", {"all": [leaf("a"), leaf("b")]}),
         trig("abc", {"all": [leaf("a"), leaf("b"), leaf("c")]}),
@@ -171,8 +192,14 @@ def test_order_of_arrival_does_not_matter(order: list[int], batch: int) -> None:
         h.send(*seq[i : i + batch])
     got = sorted((t, j["dt"], g) for t, j, g in h.fired)
     assert got == sorted(
-        [("ab", "d1", 0), ("ab", "d2", 0), ("abc", "d1", 0), ("abc", "d2", 0),
-         ("2of", "d1", 0), ("2of", "d2", 0)]
+        [
+            ("ab", "d1", 0),
+            ("ab", "d2", 0),
+            ("abc", "d1", 0),
+            ("abc", "d2", 0),
+            ("2of", "d1", 0),
+            ("2of", "d2", 0),
+        ]
     )
 
 

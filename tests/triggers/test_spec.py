@@ -49,7 +49,8 @@ def one_problem(obj: Any) -> str:
 
 
 def where_of(where: Any) -> dict[str, Any]:
-    return validate_definition(trig(when=leaf(where))).when["where"]
+    normal: dict[str, Any] = validate_definition(trig(when=leaf(where))).when["where"]
+    return normal
 
 
 # -- the canonical form ---------------------------------------------------------------
@@ -84,7 +85,12 @@ def test_full_trigger_canonical_form() -> None:
                 "all": [
                     leaf({"table": "db.orders"}, **{"as": "orders"}),
                     leaf({"table": "db.refunds", "region": {"in": ["us", "eu"]}}),
-                    {"any": [leaf({"table": "db.fx_rates"}), {"signal": "fx_override", "join_as": {"dt": "date"}}]},
+                    {
+                        "any": [
+                            leaf({"table": "db.fx_rates"}),
+                            {"signal": "fx_override", "join_as": {"dt": "date"}},
+                        ]
+                    },
                 ]
             },
             "join": ["dt"],
@@ -96,7 +102,12 @@ def test_full_trigger_canonical_form() -> None:
     c = t.canonical()
     assert c["when"] == {
         "all": [
-            {"signal": "table_ready", "where": {"table": {"eq": "db.orders"}}, "as": "orders", "join_as": {}},
+            {
+                "signal": "table_ready",
+                "where": {"table": {"eq": "db.orders"}},
+                "as": "orders",
+                "join_as": {},
+            },
             {
                 "signal": "table_ready",
                 "where": {"table": {"eq": "db.refunds"}, "region": {"in": ["us", "eu"]}},
@@ -105,7 +116,12 @@ def test_full_trigger_canonical_form() -> None:
             },
             {
                 "any": [
-                    {"signal": "table_ready", "where": {"table": {"eq": "db.fx_rates"}}, "as": None, "join_as": {}},
+                    {
+                        "signal": "table_ready",
+                        "where": {"table": {"eq": "db.fx_rates"}},
+                        "as": None,
+                        "join_as": {},
+                    },
                     {"signal": "fx_override", "where": {}, "as": None, "join_as": {"dt": "date"}},
                 ]
             },
@@ -117,7 +133,11 @@ def test_full_trigger_canonical_form() -> None:
         "n": 3,
         "plain": "x",
     }
-    assert (c["step"], c["owner"], c["description"]) == ("aggregate", "finance-data", "daily revenue")
+    assert (c["step"], c["owner"], c["description"]) == (
+        "aggregate",
+        "finance-data",
+        "daily revenue",
+    )
     assert c["join"] == ["dt"] and c["on_update"] == "refire" and c["lookback_s"] == 43200
     json.dumps(c)  # plain JSON
 
@@ -160,7 +180,12 @@ def test_digest_is_sha256_of_jcs_and_stable() -> None:
 def test_from_canonical_round_trips_through_json() -> None:
     t = validate_definition(
         trig(
-            when={"at_least": {"count": 1, "of": [leaf({"x": {"gte": 1, "lt": 9.5}}, **{"as": "a"}), leaf()]}},
+            when={
+                "at_least": {
+                    "count": 1,
+                    "of": [leaf({"x": {"gte": 1, "lt": 9.5}}, **{"as": "a"}), leaf()],
+                }
+            },
             join=["dt"],
             params={"p": "{a.payload.x.0}", "lit": "{{not a ref}}", "deep": {"k": [1, None, True]}},
             lookback=0,
@@ -178,7 +203,9 @@ def test_from_canonical_rejects_non_canonical() -> None:
     c["lookback"] = "7d"
     with pytest.raises(DefinitionError) as info:
         TriggerDef.from_canonical(c)
-    assert [str(i) for i in info.value.issues] == ["<canonical>: t1: unknown key 'lookback' (did you mean 'lookback_s'?)"]
+    assert [str(i) for i in info.value.issues] == [
+        "<canonical>: t1: unknown key 'lookback' (did you mean 'lookback_s'?)"
+    ]
     c = validate_definition(trig()).canonical()
     c["lookback_s"] = -1
     with pytest.raises(DefinitionError):
@@ -210,7 +237,10 @@ def test_from_canonical_rejects_non_canonical() -> None:
         ({"prefix": "db."}, {"prefix": "db."}),
         ({"exists": True}, {"exists": True}),
         ({"exists": False}, {"exists": False}),
-        ({"prefix": "db.", "ne": "db.x", "exists": True}, {"prefix": "db.", "ne": "db.x", "exists": True}),
+        (
+            {"prefix": "db.", "ne": "db.x", "exists": True},
+            {"prefix": "db.", "ne": "db.x", "exists": True},
+        ),
     ],
 )
 def test_where_operators_normalise(raw: Any, normal: dict[str, Any]) -> None:
@@ -221,18 +251,45 @@ def test_where_operators_normalise(raw: Any, normal: dict[str, Any]) -> None:
     ("raw", "message"),
     [
         ({"inn": ["us"]}, "when.where.region: unknown operator 'inn'"),
-        (None, "when.where.region: null is not a valid value (use {exists: false} for a missing param)"),
+        (
+            None,
+            "when.where.region: null is not a valid value (use {exists: false} for a missing param)",
+        ),
         (["us", "eu"], "when.where.region: a list needs an operator, e.g. {in: [...]}"),
-        ({}, "when.where.region: no operator given (one of eq, ne, lt, lte, gt, gte, in, not_in, prefix, exists)"),
-        ({"eq": None}, "when.where.region.eq: expected a string, a number or a boolean, got null (use {exists: false} for a missing param)"),
+        (
+            {},
+            "when.where.region: no operator given (one of eq, ne, lt, lte, gt, gte, in, not_in, prefix, exists)",
+        ),
+        (
+            {"eq": None},
+            "when.where.region.eq: expected a string, a number or a boolean, got null (use {exists: false} for a missing param)",
+        ),
         ({"eq": [1]}, "when.where.region.eq: expected a string, a number or a boolean, got list"),
-        ({"ne": {"a": 1}}, "when.where.region.ne: expected a string, a number or a boolean, got mapping"),
+        (
+            {"ne": {"a": 1}},
+            "when.where.region.ne: expected a string, a number or a boolean, got mapping",
+        ),
         ({"lt": True}, "when.where.region.lt: expected a string or a number, got boolean"),
-        ({"gte": None}, "when.where.region.gte: expected a string or a number, got null (use {exists: false} for a missing param)"),
-        ({"in": []}, "when.where.region.in: expected a non-empty list of strings, numbers or booleans, got an empty list"),
-        ({"in": "us"}, "when.where.region.in: expected a non-empty list of strings, numbers or booleans, got string"),
-        ({"not_in": ["us", None]}, "when.where.region.not_in[1]: expected a string, a number or a boolean, got null (use {exists: false} for a missing param)"),
-        ({"in": ["us", ["eu"]]}, "when.where.region.in[1]: expected a string, a number or a boolean, got list"),
+        (
+            {"gte": None},
+            "when.where.region.gte: expected a string or a number, got null (use {exists: false} for a missing param)",
+        ),
+        (
+            {"in": []},
+            "when.where.region.in: expected a non-empty list of strings, numbers or booleans, got an empty list",
+        ),
+        (
+            {"in": "us"},
+            "when.where.region.in: expected a non-empty list of strings, numbers or booleans, got string",
+        ),
+        (
+            {"not_in": ["us", None]},
+            "when.where.region.not_in[1]: expected a string, a number or a boolean, got null (use {exists: false} for a missing param)",
+        ),
+        (
+            {"in": ["us", ["eu"]]},
+            "when.where.region.in[1]: expected a string, a number or a boolean, got list",
+        ),
         ({"prefix": 3}, "when.where.region.prefix: expected a string, got integer"),
         ({"exists": "yes"}, "when.where.region.exists: expected true or false, got string"),
         ({"exists": 1}, "when.where.region.exists: expected true or false, got integer"),
@@ -261,7 +318,10 @@ def test_several_bad_operators_all_reported() -> None:
 
 
 def test_where_shape_and_param_names() -> None:
-    assert one_problem(trig(when=leaf(["x"]))) == "f.yaml: t1: when.where: expected a mapping of param name to predicate, got list"
+    assert (
+        one_problem(trig(when=leaf(["x"])))
+        == "f.yaml: t1: when.where: expected a mapping of param name to predicate, got list"
+    )
     assert (
         one_problem(trig(when=leaf({"bad name": 1})))
         == "f.yaml: t1: when.where: invalid param name 'bad name': expected [A-Za-z_][A-Za-z0-9_.-]{0,63}"
@@ -270,7 +330,10 @@ def test_where_shape_and_param_names() -> None:
 
 
 def test_in_list_limit() -> None:
-    assert one_problem(trig(when=leaf({"r": {"in": list(range(1025))}}))) == "f.yaml: t1: when.where.r.in: more than 1024 items"
+    assert (
+        one_problem(trig(when=leaf({"r": {"in": list(range(1025))}})))
+        == "f.yaml: t1: when.where.r.in: more than 1024 items"
+    )
 
 
 # -- conditions --------------------------------------------------------------------
@@ -279,31 +342,87 @@ def test_in_list_limit() -> None:
 @pytest.mark.parametrize(
     ("when", "message"),
     [
-        ("table_ready", "when: expected a condition (a mapping with signal, all, any or at_least), got string"),
+        (
+            "table_ready",
+            "when: expected a condition (a mapping with signal, all, any or at_least), got string",
+        ),
         ({}, "when: a condition needs one of 'signal', 'all', 'any', 'at_least'"),
-        ({"sigal": "x"}, "when: a condition needs one of 'signal', 'all', 'any', 'at_least'; unknown key 'sigal' (did you mean 'signal'?)"),
-        ({"x": 1, "y": 2}, "when: a condition needs one of 'signal', 'all', 'any', 'at_least'; unknown keys 'x', 'y'"),
-        ({"signal": "s", "all": []}, "when: a condition has exactly one of 'signal', 'all', 'any', 'at_least'; got 'signal', 'all'"),
+        (
+            {"sigal": "x"},
+            "when: a condition needs one of 'signal', 'all', 'any', 'at_least'; unknown key 'sigal' (did you mean 'signal'?)",
+        ),
+        (
+            {"x": 1, "y": 2},
+            "when: a condition needs one of 'signal', 'all', 'any', 'at_least'; unknown keys 'x', 'y'",
+        ),
+        (
+            {"signal": "s", "all": []},
+            "when: a condition has exactly one of 'signal', 'all', 'any', 'at_least'; got 'signal', 'all'",
+        ),
         ({"all": []}, "when.all: expected a non-empty list of conditions, got an empty list"),
-        ({"any": {"signal": "s"}}, "when.any: expected a non-empty list of conditions, got mapping"),
+        (
+            {"any": {"signal": "s"}},
+            "when.any: expected a non-empty list of conditions, got mapping",
+        ),
         ({"all": [{"signal": "s"}], "join": ["dt"]}, "when: unknown key 'join'"),
         ({"all": [{"signal": "s"}], "as": "x"}, "when: unknown key 'as'"),
-        ({"all": [{"signal": "s", "wher": {}}]}, "when.all[0]: unknown key 'wher' (did you mean 'where'?)"),
+        (
+            {"all": [{"signal": "s", "wher": {}}]},
+            "when.all[0]: unknown key 'wher' (did you mean 'where'?)",
+        ),
         ({"signal": "s", "x": 1, "y": 2}, "when: unknown keys 'x', 'y'"),
-        ({"signal": "has space"}, "when.signal: expected a signal name of 1-200 characters of A-Z a-z 0-9 _ . : -, got 'has space'"),
-        ({"signal": 5}, "when.signal: expected a signal name of 1-200 characters of A-Z a-z 0-9 _ . : -, got integer"),
-        ({"signal": "x" * 201}, "when.signal: expected a signal name of 1-200 characters of A-Z a-z 0-9 _ . : -, got '" + "x" * 60 + "...'"),
-        ({"at_least": {"count": 3, "of": [{"signal": "a"}, {"signal": "b"}]}}, "when.at_least.count: must be between 1 and 2 (the number of conditions in 'of'), got 3"),
-        ({"at_least": {"count": 0, "of": [{"signal": "a"}]}}, "when.at_least.count: must be between 1 and 1 (the number of conditions in 'of'), got 0"),
-        ({"at_least": {"count": "2", "of": [{"signal": "a"}]}}, "when.at_least.count: expected an integer, got string"),
-        ({"at_least": {"count": True, "of": [{"signal": "a"}]}}, "when.at_least.count: expected an integer, got boolean"),
+        (
+            {"signal": "has space"},
+            "when.signal: expected a signal name of 1-200 characters of A-Z a-z 0-9 _ . : -, got 'has space'",
+        ),
+        (
+            {"signal": 5},
+            "when.signal: expected a signal name of 1-200 characters of A-Z a-z 0-9 _ . : -, got integer",
+        ),
+        (
+            {"signal": "x" * 201},
+            "when.signal: expected a signal name of 1-200 characters of A-Z a-z 0-9 _ . : -, got '"
+            + "x" * 60
+            + "...'",
+        ),
+        (
+            {"at_least": {"count": 3, "of": [{"signal": "a"}, {"signal": "b"}]}},
+            "when.at_least.count: must be between 1 and 2 (the number of conditions in 'of'), got 3",
+        ),
+        (
+            {"at_least": {"count": 0, "of": [{"signal": "a"}]}},
+            "when.at_least.count: must be between 1 and 1 (the number of conditions in 'of'), got 0",
+        ),
+        (
+            {"at_least": {"count": "2", "of": [{"signal": "a"}]}},
+            "when.at_least.count: expected an integer, got string",
+        ),
+        (
+            {"at_least": {"count": True, "of": [{"signal": "a"}]}},
+            "when.at_least.count: expected an integer, got boolean",
+        ),
         ({"at_least": {"of": [{"signal": "a"}]}}, "when.at_least: missing required key 'count'"),
-        ({"at_least": {"count": 1, "of": []}}, "when.at_least.of: expected a non-empty list of conditions, got an empty list"),
-        ({"at_least": {"count": 1, "of": [{"signal": "a"}], "min": 1}}, "when.at_least: unknown key 'min'"),
+        (
+            {"at_least": {"count": 1, "of": []}},
+            "when.at_least.of: expected a non-empty list of conditions, got an empty list",
+        ),
+        (
+            {"at_least": {"count": 1, "of": [{"signal": "a"}], "min": 1}},
+            "when.at_least: unknown key 'min'",
+        ),
         ({"at_least": [1]}, "when.at_least: expected a mapping with 'count' and 'of', got list"),
-        ({"signal": "s", "as": "has-dash"}, "when.as: invalid alias 'has-dash': expected [A-Za-z_][A-Za-z0-9_]{0,63}"),
-        ({"signal": "s", "as": 1}, "when.as: invalid alias integer: expected [A-Za-z_][A-Za-z0-9_]{0,63}"),
-        ({"signal": "s", "join_as": ["dt"]}, "when.join_as: expected a mapping of join key to param name, got list"),
+        (
+            {"signal": "s", "as": "has-dash"},
+            "when.as: invalid alias 'has-dash': expected [A-Za-z_][A-Za-z0-9_]{0,63}",
+        ),
+        (
+            {"signal": "s", "as": 1},
+            "when.as: invalid alias integer: expected [A-Za-z_][A-Za-z0-9_]{0,63}",
+        ),
+        (
+            {"signal": "s", "join_as": ["dt"]},
+            "when.join_as: expected a mapping of join key to param name, got list",
+        ),
     ],
 )
 def test_condition_errors(when: Any, message: str) -> None:
@@ -312,7 +431,10 @@ def test_condition_errors(when: Any, message: str) -> None:
 
 def test_duplicate_alias() -> None:
     obj = trig(when={"all": [leaf(**{"as": "o"}), {"any": [leaf(**{"as": "o"})]}]})
-    assert one_problem(obj) == "f.yaml: t1: when.all[1].any[0].as: alias 'o' is already used at when.all[0].as"
+    assert (
+        one_problem(obj)
+        == "f.yaml: t1: when.all[1].any[0].as: alias 'o' is already used at when.all[0].as"
+    )
 
 
 def test_alias_and_join_key_collisions() -> None:
@@ -373,27 +495,71 @@ def test_leaf_limit() -> None:
     ("obj", "expected"),
     [
         ([1], ["f.yaml: a trigger must be a mapping, got list"]),
-        ({}, ["f.yaml: missing required key 'id'", "f.yaml: missing required key 'workflow'", "f.yaml: missing required key 'when'"]),
+        (
+            {},
+            [
+                "f.yaml: missing required key 'id'",
+                "f.yaml: missing required key 'workflow'",
+                "f.yaml: missing required key 'when'",
+            ],
+        ),
         (trig(workflow=...), ["f.yaml: t1: missing required key 'workflow'"]),
-        (trig(id="bad id"), ["f.yaml: id: expected 1-200 characters of A-Z a-z 0-9 _ . : -, got 'bad id'"]),
+        (
+            trig(id="bad id"),
+            ["f.yaml: id: expected 1-200 characters of A-Z a-z 0-9 _ . : -, got 'bad id'"],
+        ),
         (trig(id=None), ["f.yaml: id: must not be null"]),
-        (trig(id="x" * 201), ["f.yaml: id: expected 1-200 characters of A-Z a-z 0-9 _ . : -, got '" + "x" * 60 + "...'"]),
-        (trig(workflow=""), ["f.yaml: t1: workflow: expected 1-200 characters of A-Z a-z 0-9 _ . : -, got ''"]),
-        (trig(step="a b"), ["f.yaml: t1: step: expected 1-200 characters of A-Z a-z 0-9 _ . : -, got 'a b'"]),
-        (trig(step=3), ["f.yaml: t1: step: expected 1-200 characters of A-Z a-z 0-9 _ . : -, got integer"]),
+        (
+            trig(id="x" * 201),
+            [
+                "f.yaml: id: expected 1-200 characters of A-Z a-z 0-9 _ . : -, got '"
+                + "x" * 60
+                + "...'"
+            ],
+        ),
+        (
+            trig(workflow=""),
+            ["f.yaml: t1: workflow: expected 1-200 characters of A-Z a-z 0-9 _ . : -, got ''"],
+        ),
+        (
+            trig(step="a b"),
+            ["f.yaml: t1: step: expected 1-200 characters of A-Z a-z 0-9 _ . : -, got 'a b'"],
+        ),
+        (
+            trig(step=3),
+            ["f.yaml: t1: step: expected 1-200 characters of A-Z a-z 0-9 _ . : -, got integer"],
+        ),
         (trig(owner=["a"]), ["f.yaml: t1: owner: expected a string, got list"]),
         (trig(owner="o" * 201), ["f.yaml: t1: owner: longer than 200 characters"]),
         (trig(description="d" * 4097), ["f.yaml: t1: description: longer than 4096 characters"]),
         (trig(stepp="x"), ["f.yaml: t1: unknown key 'stepp' (did you mean 'step'?)"]),
         (trig(zzz=1, yyy=2), ["f.yaml: t1: unknown keys 'zzz', 'yyy'"]),
         (trig(lookback_s=5), ["f.yaml: t1: unknown key 'lookback_s' (did you mean 'lookback'?)"]),
-        (trig(on_update="always"), ["f.yaml: t1: on_update: expected 'ignore' or 'refire', got 'always'"]),
+        (
+            trig(on_update="always"),
+            ["f.yaml: t1: on_update: expected 'ignore' or 'refire', got 'always'"],
+        ),
         (trig(join="dt"), ["f.yaml: t1: join: expected a list of param names, got string"]),
         (trig(join=["dt", "dt"]), ["f.yaml: t1: join[1]: duplicate join key 'dt'"]),
-        (trig(join=["1dt"]), ["f.yaml: t1: join[0]: invalid param name '1dt': expected [A-Za-z_][A-Za-z0-9_.-]{0,63}"]),
-        (trig(join=[None]), ["f.yaml: t1: join[0]: invalid param name null: expected [A-Za-z_][A-Za-z0-9_.-]{0,63}"]),
+        (
+            trig(join=["1dt"]),
+            [
+                "f.yaml: t1: join[0]: invalid param name '1dt': expected [A-Za-z_][A-Za-z0-9_.-]{0,63}"
+            ],
+        ),
+        (
+            trig(join=[None]),
+            [
+                "f.yaml: t1: join[0]: invalid param name null: expected [A-Za-z_][A-Za-z0-9_.-]{0,63}"
+            ],
+        ),
         (trig(join=[f"k{i}" for i in range(33)]), ["f.yaml: t1: join: more than 32 join keys"]),
-        (trig(lookback="soon"), ["f.yaml: t1: lookback: invalid duration 'soon': expected e.g. 7d, 12h, 30m, 45s, 2w or seconds"]),
+        (
+            trig(lookback="soon"),
+            [
+                "f.yaml: t1: lookback: invalid duration 'soon': expected e.g. 7d, 12h, 30m, 45s, 2w or seconds"
+            ],
+        ),
         (trig(lookback=-1), ["f.yaml: t1: lookback: duration must not be negative, got -1"]),
     ],
 )
@@ -402,15 +568,26 @@ def test_top_level_errors(obj: Any, expected: list[str]) -> None:
 
 
 def test_optional_nulls_mean_defaults() -> None:
-    t = validate_definition(trig(step=None, owner=None, join=None, params=None, on_update=None, lookback=None))
-    assert (t.step, t.owner, t.join, t.params, t.on_update, t.lookback_s) == (None, None, (), {}, "ignore", 604800)
+    t = validate_definition(
+        trig(step=None, owner=None, join=None, params=None, on_update=None, lookback=None)
+    )
+    assert (t.step, t.owner, t.join, t.params, t.on_update, t.lookback_s) == (
+        None,
+        None,
+        (),
+        {},
+        "ignore",
+        604800,
+    )
 
 
 def test_every_problem_of_a_trigger_is_reported() -> None:
     obj = {
         "id": "t1",
         "workflow": "a b",
-        "when": {"all": [leaf({"r": {"inn": 1}}), {"signal": "s", "as": "x", "join_as": {"q": "z"}}]},
+        "when": {
+            "all": [leaf({"r": {"inn": 1}}), {"signal": "s", "as": "x", "join_as": {"q": "z"}}]
+        },
         "params": {"p": "{y}"},
         "lookback": "1y",
         "extra": 1,
@@ -466,16 +643,37 @@ def test_params_literal_and_template_forms() -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("{dtt}", "params.p: unknown template reference '{dtt}': not a join key or alias of this trigger"),
-        ("{x.y}", "params.p: unknown template reference '{x.y}': 'x' is not an alias of this trigger"),
-        ("{o}", "params.p: template reference '{o}' names alias 'o' but no field: use {o.id}, {o.payload...} or {o.PARAM}"),
-        ("{o.payload..a}", "params.p: empty segment in payload path of template reference '{o.payload..a}'"),
+        (
+            "{dtt}",
+            "params.p: unknown template reference '{dtt}': not a join key or alias of this trigger",
+        ),
+        (
+            "{x.y}",
+            "params.p: unknown template reference '{x.y}': 'x' is not an alias of this trigger",
+        ),
+        (
+            "{o}",
+            "params.p: template reference '{o}' names alias 'o' but no field: use {o.id}, {o.payload...} or {o.PARAM}",
+        ),
+        (
+            "{o.payload..a}",
+            "params.p: empty segment in payload path of template reference '{o.payload..a}'",
+        ),
         ("{o.bad-}", None),
         ("{dt", "params.p: unbalanced '{' at position 0 (write '{{' for a literal brace)"),
         ("dt}", "params.p: unbalanced '}' at position 2 (write '}}' for a literal brace)"),
-        ("{}", "params.p: invalid template reference '{}' (write '{{' and '}}' for literal braces)"),
-        ("{ dt }", "params.p: invalid template reference '{ dt }' (write '{{' and '}}' for literal braces)"),
-        ({"template": "{dt}"}, "params.p: a mapping whose only key is 'template' is reserved; write the template as a plain string"),
+        (
+            "{}",
+            "params.p: invalid template reference '{}' (write '{{' and '}}' for literal braces)",
+        ),
+        (
+            "{ dt }",
+            "params.p: invalid template reference '{ dt }' (write '{{' and '}}' for literal braces)",
+        ),
+        (
+            {"template": "{dt}"},
+            "params.p: a mapping whose only key is 'template' is reserved; write the template as a plain string",
+        ),
         (float("inf"), "params.p: numbers must be finite (no .nan or .inf)"),
         ([1, [2**60]], "params.p[1][0]: integer out of range (beyond ±(2^53-1))"),
         ({1: 2}, "params.p: mapping keys must be strings, got integer"),
@@ -498,12 +696,18 @@ def test_join_key_template_needs_join() -> None:
 
 
 def test_param_name_and_shape_errors() -> None:
-    assert one_problem(trig(params=[1])) == "f.yaml: t1: params: expected a mapping of param name to value, got list"
+    assert (
+        one_problem(trig(params=[1]))
+        == "f.yaml: t1: params: expected a mapping of param name to value, got list"
+    )
     assert (
         one_problem(trig(params={"bad name": 1}))
         == "f.yaml: t1: params: invalid param name 'bad name': expected [A-Za-z_][A-Za-z0-9_.-]{0,63}"
     )
-    assert one_problem(trig(params={f"p{i}": i for i in range(257)})) == "f.yaml: t1: params: more than 256 params"
+    assert (
+        one_problem(trig(params={f"p{i}": i for i in range(257)}))
+        == "f.yaml: t1: params: more than 256 params"
+    )
 
 
 def test_deeply_nested_literal_param_is_bounded() -> None:
@@ -517,14 +721,25 @@ def test_deeply_nested_literal_param_is_bounded() -> None:
 
 
 def test_issue_format_omits_missing_parts() -> None:
-    full = DefinitionIssue("orders.yaml", "revenue.daily.aggregate", "when.all[1].where.region", "unknown operator 'inn'", 12)
-    assert str(full) == "orders.yaml:12: revenue.daily.aggregate: when.all[1].where.region: unknown operator 'inn'"
+    full = DefinitionIssue(
+        "orders.yaml",
+        "revenue.daily.aggregate",
+        "when.all[1].where.region",
+        "unknown operator 'inn'",
+        12,
+    )
+    assert (
+        str(full)
+        == "orders.yaml:12: revenue.daily.aggregate: when.all[1].where.region: unknown operator 'inn'"
+    )
     assert str(DefinitionIssue("f.yaml", None, "", "bad", None)) == "f.yaml: bad"
     assert str(DefinitionIssue("f.yaml", "t", "", "bad", 3)) == "f.yaml:3: t: bad"
 
 
 def test_definition_error_is_a_trigger_error_and_lists_issues() -> None:
-    err = DefinitionError([DefinitionIssue("f", "t", "p", "m", 1), DefinitionIssue("g", None, "", "n")])
+    err = DefinitionError(
+        [DefinitionIssue("f", "t", "p", "m", 1), DefinitionIssue("g", None, "", "n")]
+    )
     assert isinstance(err, TriggerError)
     assert str(err) == "2 problems in trigger definitions\n  f:1: t: p: m\n  g: n"
     assert len(err.issues) == 2
@@ -567,7 +782,15 @@ def test_bare_scalars_become_eq_and_round_trip(where: dict[str, Any]) -> None:
     assert back.digest() == t.digest()
 
 
-@given(st.recursive(scalars | st.none(), lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3), max_leaves=20))
+@given(
+    st.recursive(
+        scalars | st.none(),
+        lambda kids: (
+            st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3)
+        ),
+        max_leaves=20,
+    )
+)
 def test_literal_params_keep_their_value(value: Any) -> None:
     if isinstance(value, dict) and list(value) == ["template"]:
         return
@@ -577,3 +800,8 @@ def test_literal_params_keep_their_value(value: Any) -> None:
     assert t.params["p"] == value
     assert TriggerDef.from_canonical(t.canonical()).params["p"] == value
     assert not (isinstance(value, float) and math.isnan(value))
+
+
+def test_long_literal_mapping_key() -> None:
+    found = one_problem(trig(params={"p": {"k" * 4097: 1}}))
+    assert found == "f.yaml: t1: params.p: mapping key longer than 4096 characters"

@@ -49,7 +49,10 @@ def test_escapes() -> None:
         ("{a}}", "unbalanced '}' at position 3 (write '}}' for a literal brace)"),
         ("{}", "invalid template reference '{}' (write '{{' and '}}' for literal braces)"),
         ("{1x}", "invalid template reference '{1x}' (write '{{' and '}}' for literal braces)"),
-        ('{"a": 1}', "invalid template reference '{\"a\": 1}' (write '{{' and '}}' for literal braces)"),
+        (
+            '{"a": 1}',
+            "invalid template reference '{\"a\": 1}' (write '{{' and '}}' for literal braces)",
+        ),
         ("x" * 4097, "template longer than 4096 characters"),
     ],
 )
@@ -64,8 +67,22 @@ def test_render_types() -> None:
     bindings = {
         "o": Sig(
             "orders-1",
-            {"table": "db.orders", "n": 7, "f": 0.1, "big": 1e20, "ok": True, "no": False, "a.b": "dotted"},
-            {"rows": 120331, "nested": {"b": [1, 2], "a": None}, "items": [{"name": "x"}], "nul": None, "s": "é"},
+            {
+                "table": "db.orders",
+                "n": 7,
+                "f": 0.1,
+                "big": 1e20,
+                "ok": True,
+                "no": False,
+                "a.b": "dotted",
+            },
+            {
+                "rows": 120331,
+                "nested": {"b": [1, 2], "a": None},
+                "items": [{"name": "x"}],
+                "nul": None,
+                "s": "é",
+            },
         )
     }
     params = {
@@ -138,14 +155,24 @@ def test_missing_references_render_empty() -> None:
 
 def test_literals_returned_unchanged() -> None:
     nested = {"k": ["{dt}"]}
-    params = {"s": "{dt}", "i": 1, "f": 1.5, "b": True, "n": None, "d": nested, "t": {"template": "{dt}"}}
+    params = {
+        "s": "{dt}",
+        "i": 1,
+        "f": 1.5,
+        "b": True,
+        "n": None,
+        "d": nested,
+        "t": {"template": "{dt}"},
+    }
     out = render_params(params, {"dt": "D"}, {})
     assert out == {"s": "{dt}", "i": 1, "f": 1.5, "b": True, "n": None, "d": nested, "t": "D"}
     assert out["d"] is nested
 
 
 def test_join_key_with_dots_wins_over_alias() -> None:
-    out = render_params({"p": {"template": "{a.b}"}}, {"a.b": "join"}, {"a": Sig("x", {"b": "param"})})
+    out = render_params(
+        {"p": {"template": "{a.b}"}}, {"a.b": "join"}, {"a": Sig("x", {"b": "param"})}
+    )
     assert out == {"p": "join"}
 
 
@@ -162,7 +189,11 @@ def test_renders_with_signal_ref() -> None:
         payload={"rows": 120331},
     )
     out = render_params(
-        {"run_date": {"template": "{dt}"}, "orders_rows": {"template": "{orders.payload.rows}"}, "src": {"template": "{orders.id}"}},
+        {
+            "run_date": {"template": "{dt}"},
+            "orders_rows": {"template": "{orders.payload.rows}"},
+            "src": {"template": "{orders.id}"},
+        },
         {"dt": "2026-11-25"},
         {"orders": ref},
     )

@@ -1,0 +1,208 @@
+"""The worker in-process against the real broker, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from runtime.config import load_config
+from runtime.worker import Worker
+from tests.conftest import Topics
+from tests.harness import apply_yaml, command_ids, produce, read_topic, sig, wait_until
+from triggers import command_id
+
+pytestmark = pytest.mark.integration
+
+PAIR = """
+- id: pair
+  workflow: wf
+  step: go
+  when:
+    all:
+      - {signal: table_ready, as: orders, where: {table: db.orders}}
+      - {signal: table_ready, where: {table: db.refunds}}
+  join: [dt]
+  params:
+    run_date: "{dt}"
+    rows: "{orders.payload.rows}"
+    fixed: 3
+"""
+
+
+class Running:
+    """A worker task plus the broker and topics it uses."""
+
+    def __init__(self, bootstrap: str, db: str, topics: Topics) -> None:
+        self.bootstrap, self.db, self.topics = bootstrap, db, topics
+        self.worker: Worker | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Worker:
+        cfg = load_config(
+            bootstrap=self.bootstrap, db=self.db, signal_topics=self.topics.signals,
+            command_topic=self.topics.commands, dlq_topic=self.topics.dlq, group=self.topics.group,
+            session_timeout_ms=3000, reload_interval_s=0.2, fetch_wait_ms=50,
+        )
+        self.worker = Worker(cfg)
+        self.task = asyncio.create_task(self.worker.run())
+        await asyncio.wait_for(self.worker.assigned_once.wait(), 60)
+        return self.worker
+
+    async def stop(self) -> None:
+        if self.worker and self.task:
+            self.worker.stop()
+            await asyncio.wait_for(self.task, 60)
+
+    async def ids(self) -> list[str]:
+        return await command_ids(self.bootstrap, self.topics.commands)
+
+    async def wait_ids(self, expected: set[str], timeout: float = 30) -> list[str]:
+        async def ok() -> bool:
+            return set(await self.ids()) >= expected
+
+        await wait_until(ok, timeout=timeout, what=f"commands {sorted(expected)}")
+        return await self.ids()
+
+    async def commands(self) -> list[dict[str, Any]]:
+        return [json.loads(r.value) for r in await read_topic(self.bootstrap, self.topics.commands)]
+
+
+@pytest_asyncio.fixture
+async def running(kafka_bootstrap: str, db_url: str, topics: Topics) -> AsyncIterator[Running]:
+    r = Running(kafka_bootstrap, db_url, topics)
+    yield r
+    await r.stop()
+
+
+async def test_fires_once_with_lineage_and_rendered_params(running: Running) -> None:
+    await apply_yaml(running.db, PAIR)
+    await running.start()
+    b, t = running.bootstrap, running.topics.signals
+    await produce(b, t, [sig("table_ready", {"table": "db.orders", "dt": "2026-11-25"},
+                             id="o1", payload={"rows": 120331}, time="2026-11-25T06:02:11Z")])
+    await produce(b, t, [sig("table_ready", {"table": "db.refunds", "dt": "2026-11-25"}, id="r1")])
+    cid = command_id("pair", {"dt": "2026-11-25"}, 0)
+    await running.wait_ids({cid})
+    # a second orders signal for the fired tuple: recorded, nothing issued (on_update: ignore)
+    await produce(b, t, [sig("table_ready", {"table": "db.orders", "dt": "2026-11-25"}, id="o2"),
+                         sig("table_ready", {"table": "db.refunds", "dt": "2026-11-26"}, id="r2"),
+                         sig("table_ready", {"table": "db.orders", "dt": "2026-11-26"}, id="o3")])
+    await running.wait_ids({cid, command_id("pair", {"dt": "2026-11-26"}, 0)})
+    cmds = await running.commands()
+    assert len(cmds) == 2
+    first = next(c for c in cmds if c["command_id"] == cid)
+    assert first["type"] == "start_step"
+    assert first["trigger"] == {"id": "pair", "version": 1}
+    assert first["workflow"] == "wf" and first["step"] == "go"
+    assert first["params"] == {"run_date": "2026-11-25", "rows": "120331", "fixed": 3}
+    assert first["join"] == {"dt": "2026-11-25"} and first["generation"] == 0
+    orders = next(s for s in first["signals"] if s["leaf"] == "orders")
+    assert orders["id"] == "o1" and orders["time"] == "2026-11-25T06:02:11Z"
+    assert orders["topic"] == running.topics.signals and orders["offset"] == 0
+    assert len(first["command_id"]) == 64
+
+
+async def test_bad_records_go_to_dlq_byte_for_byte(running: Running) -> None:
+    await apply_yaml(running.db, PAIR)
+    await running.start()
+    bad = [
+        (b"k1", b"\xff\xfenot utf-8", [("h", b"\x00\x01")]),
+        (None, b"{\"name\": \"table_ready\"}", []),
+        (b"k3", b"[]", [("trace", b"abc")]),
+    ]
+    good = sig("table_ready", {"table": "db.orders", "dt": "d"}, id="o")
+    await produce(running.bootstrap, running.topics.signals, [*bad, good], partition=0)
+
+    async def three() -> bool:
+        return len(await read_topic(running.bootstrap, running.topics.dlq)) >= 3
+
+    await wait_until(three, what="dead letters")
+    dlq = await read_topic(running.bootstrap, running.topics.dlq)
+    assert len(dlq) == 3
+    for rec, (key, value, headers) in zip(sorted(dlq, key=lambda r: int(dict(r.headers)["flagman-source-offset"])), bad, strict=True):
+        h = dict(rec.headers)
+        assert rec.key == key and rec.value == value
+        for name, v in headers:
+            assert h[name] == v
+        assert h["flagman-source-topic"] == running.topics.signals.encode()
+        assert h["flagman-source-partition"] == b"0"
+        assert b"\n" not in h["flagman-error"]
+    errors = [dict(r.headers)["flagman-error"].decode() for r in dlq]
+    assert any("params" in e for e in errors), errors
+    # the valid record after them was processed: the worker kept going
+    assert running.worker is not None
+
+    async def stored() -> bool:
+        assert running.worker is not None
+        return running.worker.metrics.snapshot().get("signals", 0) >= 1
+
+    await wait_until(stored, what="the valid signal")
+
+
+async def test_duplicates_change_nothing_and_are_counted(running: Running) -> None:
+    await apply_yaml(running.db, """
+- id: each
+  workflow: wf
+  when: {signal: model_published}
+""")
+    w = await running.start()
+    recs = [sig("model_published", {"m": "a"}, id="x"), sig("model_published", {"m": "CHANGED"}, id="x"),
+            sig("model_published", {"m": "b"}), sig("model_published", {"m": "b"})]
+    await produce(running.bootstrap, running.topics.signals, recs)
+    want = {command_id("each", None, 0), command_id("each", None, 1)}
+    ids = await running.wait_ids(want)
+    assert sorted(ids) == sorted(want)
+    assert w.metrics.snapshot()["duplicates"] == 2
+
+
+async def test_trigger_applied_while_running_takes_effect_and_looks_back(running: Running) -> None:
+    await apply_yaml(running.db, PAIR)
+    await running.start()
+    b, t = running.bootstrap, running.topics.signals
+    await produce(b, t, [sig("table_ready", {"table": "db.users", "dt": "d1"}, id="u1")])
+
+    async def stored() -> bool:
+        assert running.worker is not None
+        return running.worker.metrics.snapshot().get("signals", 0) >= 1
+
+    await wait_until(stored, what="the users signal stored")
+    await apply_yaml(running.db, PAIR + """
+- id: users
+  workflow: wf_users
+  when: {signal: table_ready, where: {table: db.users}}
+  join: [dt]
+""")
+    # the signal that arrived before the trigger counts (look-back), without a restart
+    await running.wait_ids({command_id("users", {"dt": "d1"}, 0)})
+    await produce(b, t, [sig("table_ready", {"table": "db.users", "dt": "d2"}, id="u2")])
+    await running.wait_ids({command_id("users", {"dt": "d1"}, 0), command_id("users", {"dt": "d2"}, 0)})
+
+
+async def test_refire_and_cloudevents_binary(running: Running) -> None:
+    await apply_yaml(running.db, """
+- id: model.deploy
+  workflow: deploy
+  when: {signal: model.published, as: m, where: {stage: production}}
+  join: [model]
+  on_update: refire
+  params: {version: "{m.version}"}
+""")
+    await running.start()
+    ce = [("ce_specversion", b"1.0"), ("ce_type", b"model.published"), ("ce_source", b"ml/registry"),
+          ("ce_id", b"ev-1"), ("content-type", b"application/json")]
+    structured = json.dumps({"specversion": "1.0", "type": "model.published", "source": "ml/registry",
+                             "id": "ev-2", "data": {"model": "churn", "stage": "production", "version": 8}}).encode()
+    await produce(running.bootstrap, running.topics.signals, [
+        (None, json.dumps({"model": "churn", "stage": "production", "version": 7}).encode(), ce),
+    ])
+    await running.wait_ids({command_id("model.deploy", {"model": "churn"}, 0)})
+    await produce(running.bootstrap, running.topics.signals, [structured, structured])
+    ids = await running.wait_ids({command_id("model.deploy", {"model": "churn"}, g) for g in (0, 1)})
+    assert len(ids) == 2
+    cmds = await running.commands()
+    assert sorted(c["params"]["version"] for c in cmds) == ["7", "8"]
