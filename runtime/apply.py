@@ -69,7 +69,8 @@ async def apply_definitions(
         wanted = set()
         for d in defs:
             wanted.add(d.id)
-            canon, digest = d.canonical(), d.digest()
+            canon: dict[str, Any] = d.canonical()
+            digest = d.digest()
             old = current.get(d.id)
             if old is not None and old[1] == digest and old[3]:
                 report.unchanged.append(d.id)
@@ -81,19 +82,19 @@ async def apply_definitions(
             report.versions[d.id] = version
             changes.append((d.id, version, digest, canon, True, "created" if old is None else "updated"))
         if prune:
-            for tid, (version, digest, canon, active) in sorted(current.items()):
+            for tid, (version, old_digest, old_canon, active) in sorted(current.items()):
                 if active and tid not in wanted:
                     report.pruned.append(tid)
-                    report.diffs.append(diff_definitions(canon, None, tid))
-                    changes.append((tid, version + 1, digest, canon, False, "pruned"))
+                    report.diffs.append(diff_definitions(old_canon, None, tid))
+                    changes.append((tid, version + 1, old_digest, old_canon, False, "pruned"))
         if dry_run or not changes:
             return report  # nothing was written; leaving the block commits nothing
-        for tid, version, digest, canon, active, action in changes:
+        for tid, version, digest, stored, active, action in changes:
             rev += 1
-            assert canon is not None
-            min_seq = await _horizon(conn, int(canon.get("lookback_s", 604800)), now, max_seq)
+            assert stored is not None
+            min_seq = await _horizon(conn, int(stored.get("lookback_s", 604800)), now, max_seq)
             params = {
-                "i": tid, "v": version, "d": digest, "def": json.dumps(canon, sort_keys=True),
+                "i": tid, "v": version, "d": digest, "def": json.dumps(stored, sort_keys=True),
                 "a": active, "r": rev, "t": now, "m": min_seq,
             }
             if tid in current:

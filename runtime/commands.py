@@ -62,4 +62,5 @@ def encode(command: Mapping[str, Any]) -> str:
 
 def partition_for(key: bytes, partitions: list[int]) -> int:
     """The partition Kafka's default partitioner picks for a key (murmur2, as in Java)."""
-    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+    h: int = murmur2(key)
+    return partitions[(h & 0x7FFFFFFF) % len(partitions)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -44,8 +44,8 @@ async def serve(worker: Worker, host: str, port: int) -> tuple[web.AppRunner, in
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server  # aiohttp keeps the asyncio server here
+    server: Any = site._server  # aiohttp keeps the asyncio server here
     bound = port
     if server is not None and getattr(server, "sockets", None):
-        bound = server.sockets[0].getsockname()[1]
+        bound = int(server.sockets[0].getsockname()[1])
     return runner, bound

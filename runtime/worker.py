@@ -19,6 +19,7 @@ firing recorded (``scan_from``) and only commands not found there are published.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -171,10 +172,8 @@ class Worker:
             log.info("worker stopped", **self.metrics.snapshot())
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     async def _loop(self) -> None:
         assert self._consumer is not None

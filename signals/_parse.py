@@ -44,7 +44,7 @@ def parse_record(
     for key, raw in headers:
         if key == "ce_specversion":
             binary = True
-        elif content_type is None and raw is not None and key.lower() == "content-type":
+        elif len(key) == 12 and content_type is None and key.lower() == "content-type" and raw:
             content_type = str(raw, "utf-8", "replace").strip()
     if value is not None and len(value) > MAX_VALUE_BYTES:
         raise SignalError(

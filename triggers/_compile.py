@@ -91,6 +91,14 @@ def _in(values: list[Any]) -> Check:
     return lambda v: value_key(v) in keys
 
 
+def _negate(check: Check) -> Check:
+    return lambda v: not check(v)
+
+
+def _prefix(p: str) -> Check:
+    return lambda v: v.__class__ is str and bool(v.startswith(p))
+
+
 def compile_predicate(ops: Mapping[str, Any]) -> Check:
     """One param's predicate mapping (``{"gte": a, "lt": b}``) as one function.
 
@@ -105,17 +113,15 @@ def compile_predicate(ops: Mapping[str, Any]) -> Check:
         elif op == "eq":
             checks.append(_eq(bound))
         elif op == "ne":
-            eq = _eq(bound)
-            checks.append(lambda v, eq=eq: not eq(v))
+            checks.append(_negate(_eq(bound)))
         elif op in ("lt", "lte", "gt", "gte"):
             checks.append(_order(op, bound))
         elif op == "in":
             checks.append(_in(bound))
         elif op == "not_in":
-            inside = _in(bound)
-            checks.append(lambda v, inside=inside: not inside(v))
+            checks.append(_negate(_in(bound)))
         elif op == "prefix":
-            checks.append(lambda v, p=bound: v.__class__ is str and v.startswith(p))
+            checks.append(_prefix(bound))
         else:  # validated at apply time; a stored definition cannot hold one
             raise ValueError(f"unknown operator {op!r}")
     if exists is False:
@@ -144,10 +150,7 @@ class LeafClass:
 
     def accepts(self, params: Mapping[str, Any]) -> bool:
         """Whether a signal with these params satisfies the ``where`` (name checked elsewhere)."""
-        for param, check in self.checks:
-            if not check(params.get(param, MISSING)):
-                return False
-        return True
+        return all(check(params.get(param, MISSING)) for param, check in self.checks)
 
     def tuple_of(self, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The join tuple a signal names, or ``None`` when it lacks a join param."""

@@ -72,6 +72,8 @@ def load_paths(paths: Sequence[str | Path]) -> list[TriggerDef]:
     Raises ``DefinitionError`` with all issues across all files, including trigger
     ids defined more than once in the set. Returns triggers in file order.
     """
+    if isinstance(paths, str | Path):  # one path, not a sequence of characters
+        paths = [paths]
     collector = _Collector()
     triggers: list[tuple[TriggerDef, str, int | None]] = []
     for file in _expand(paths, collector):

@@ -176,7 +176,7 @@ class Matcher:
                 self._fire(state, trig, tk, values, 0, bindings, seq, fx)
                 refire.pop((tid, tk), None)  # completing signal is part of generation 0
 
-        for (tid, tk), (trig, values, leaf_idx) in refire.items():
+        for (tid, tk), (trig, values, _leaf) in refire.items():
             gen = state.fired.get((tid, tk))
             if gen is None:
                 continue
@@ -318,7 +318,7 @@ class Matcher:
             rnd = state.rounds.get(trig.id)
             if rnd is None:
                 rnd = state.rounds[trig.id] = Round()
-            leaf_of = {}
+            leaf_of: dict[str, list[int]] = {}
             for leaf in trig.leaves:
                 leaf_of.setdefault(leaf.lc.key, []).append(leaf.index)
             last = 0

@@ -28,6 +28,8 @@ from signals import SignalRef
 from triggers import Hit, Matcher, MatchState
 
 from .base import FiringRow, PendingCommand, SignalRow, StoreError, TriggerRow
+
+__all__ = ["SqlStore", "SqlTx", "StoreError", "check_db_url", "lock_id"]
 from .schema import migrate
 
 _CHUNK = 500
@@ -149,14 +151,14 @@ class SqlTx:
             ):
                 existing.add((sig_id, name))
         new = [r for r in rows if (r.sig_id, r.name) not in existing]
-        seqs = iter(await self._next_ids("seq", len(new)))
+        fresh = iter(await self._next_ids("seq", len(new)))
         out: list[int | None] = []
         params = []
         for r in rows:
             if (r.sig_id, r.name) in existing:
                 out.append(None)
             else:
-                seq = next(seqs)
+                seq = next(fresh)
                 out.append(seq)
                 params.append((seq, *_signal_tuple(r)))
         await self.c.exec_driver_sql(

@@ -515,3 +515,9 @@ def test_loaded_definitions_hold_only_plain_json_types() -> None:
         _assert_plain_json(t.when)
         _assert_plain_json(t.params)
         _assert_plain_json(t.canonical())
+
+
+def test_a_single_path_is_not_taken_for_a_sequence() -> None:
+    assert [t.id for t in load_paths(str(EXAMPLES / "warehouse.yaml"))][:1] == [
+        "revenue.daily.aggregate"
+    ]
