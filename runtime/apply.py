@@ -89,37 +89,45 @@ async def apply_definitions(
                     changes.append((tid, version + 1, old_digest, old_canon, False, "pruned"))
         if dry_run or not changes:
             return report  # nothing was written; leaving the block commits nothing
+        horizons: dict[int, int] = {}
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
         for tid, version, digest, stored, active, action in changes:
             rev += 1
             assert stored is not None
-            min_seq = await _horizon(conn, int(stored.get("lookback_s", 604800)), now, max_seq)
+            lookback = int(stored.get("lookback_s", 604800))
+            if lookback not in horizons:
+                horizons[lookback] = await _horizon(conn, lookback, now, max_seq)
             params = {
                 "i": tid, "v": version, "d": digest, "def": json.dumps(stored, sort_keys=True),
-                "a": active, "r": rev, "t": now, "m": min_seq,
+                "a": active, "r": rev, "t": now, "m": horizons[lookback], "act": action,
             }
-            if tid in current:
-                await conn.execute(
-                    text(
-                        "UPDATE triggers SET version = :v, digest = :d, definition = :def, "
-                        "active = :a, revision = :r, applied_ms = :t, min_seq = :m WHERE id = :i"
-                    ),
-                    params,
-                )
-            else:
-                await conn.execute(
-                    text(
-                        "INSERT INTO triggers (id, version, digest, definition, active, revision, "
-                        "applied_ms, min_seq, backfilled) VALUES (:i, :v, :d, :def, :a, :r, :t, :m, 0)"
-                    ),
-                    params,
-                )
+            (updates if tid in current else inserts).append(params)
+            history.append(params)
+        if updates:
             await conn.execute(
                 text(
-                    "INSERT INTO trigger_versions (id, version, digest, definition, action, applied_ms) "
-                    "VALUES (:i, :v, :d, :def, :act, :t)"
+                    "UPDATE triggers SET version = :v, digest = :d, definition = :def, "
+                    "active = :a, revision = :r, applied_ms = :t, min_seq = :m WHERE id = :i"
                 ),
-                {**params, "act": action},
+                updates,
             )
+        if inserts:
+            await conn.execute(
+                text(
+                    "INSERT INTO triggers (id, version, digest, definition, active, revision, "
+                    "applied_ms, min_seq, backfilled) VALUES (:i, :v, :d, :def, :a, :r, :t, :m, 0)"
+                ),
+                inserts,
+            )
+        await conn.execute(
+            text(
+                "INSERT INTO trigger_versions (id, version, digest, definition, action, applied_ms) "
+                "VALUES (:i, :v, :d, :def, :act, :t)"
+            ),
+            history,
+        )
     return report
 
 
