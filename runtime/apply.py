@@ -17,9 +17,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from triggers._diff import diff_definitions
-from triggers._load import load_paths
-from triggers._spec import TriggerDef
+from triggers import TriggerDef, diff_definitions, load_paths
 
 from .store.sql import SqlStore
 

@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _apply(args: argparse.Namespace) -> int:
-    from triggers._errors import DefinitionError
+    from triggers import DefinitionError
 
     from .apply import apply_definitions, load
     from .store.sql import SqlStore, StoreError
@@ -200,7 +200,7 @@ async def _run(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"bootstrap": broker.bootstrap})
     print(f"broker: {cfg.bootstrap}", flush=True)
     try:
-        from triggers._errors import DefinitionError
+        from triggers import DefinitionError
 
         from .apply import apply_definitions, load
         from .store.sql import SqlStore

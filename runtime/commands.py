@@ -10,8 +10,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from signals import SignalRef
-from triggers import Firing
-from triggers._template import render_params
+from triggers import Firing, render_params
 
 
 def iso_now(now: datetime | None = None) -> str:

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from runtime.apply import apply_definitions
 from runtime.kafka_compat import read_to_end
 from runtime.store.sql import SqlStore
-from triggers._load import load_text
+from triggers import load_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

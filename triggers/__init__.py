@@ -9,13 +9,21 @@ from ._compile import (
     compile_trigger,
     tuple_key,
 )
+from ._diff import diff_definitions
+from ._duration import parse_duration
+from ._errors import DefinitionError, DefinitionIssue, TemplateError, TriggerError
 from ._index import TriggerIndex
+from ._load import load_paths, load_text
 from ._matcher import NO_JOIN, Effects, Firing, Hit, Matcher, MatchState, Plan, Round
+from ._spec import TriggerDef, validate_definition
+from ._template import parse_template, render_params
 
 __all__ = [
     "NO_JOIN",
     "CompiledLeaf",
     "CompiledTrigger",
+    "DefinitionError",
+    "DefinitionIssue",
     "Effects",
     "Firing",
     "Hit",
@@ -25,8 +33,18 @@ __all__ = [
     "Matcher",
     "Plan",
     "Round",
+    "TemplateError",
+    "TriggerDef",
+    "TriggerError",
     "TriggerIndex",
     "command_id",
     "compile_trigger",
+    "diff_definitions",
+    "load_paths",
+    "load_text",
+    "parse_duration",
+    "parse_template",
+    "render_params",
     "tuple_key",
+    "validate_definition",
 ]

@@ -1,0 +1,117 @@
+"""``flagman apply`` and settings, through the real command line, on both databases."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime.store.sql import SqlStore
+from tests.harness import ROOT
+
+pytestmark = pytest.mark.integration
+
+V1 = """
+- id: revenue.daily
+  workflow: revenue
+  when:
+    all:
+      - {signal: table_ready, where: {table: db.orders}}
+      - {signal: table_ready, where: {table: db.refunds}}
+  join: [dt]
+- id: users.daily
+  workflow: users
+  when: {signal: table_ready, where: {table: db.users}}
+  join: [dt]
+"""
+
+
+def flagman(*args: str, db: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    if db:
+        env["FLAGMAN_DB"] = db
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True, env=env,
+        cwd=ROOT, timeout=120,
+    )
+
+
+async def stored(db: str) -> dict[str, tuple[int, bool]]:
+    store = SqlStore(db)
+    await store.open()
+    try:
+        return {r.id: (r.version, r.active) for r in await store.load_triggers()}
+    finally:
+        await store.close()
+
+
+async def test_apply_versions_diff_noop_and_prune(db_url: str, tmp_path: Path) -> None:
+    f = tmp_path / "t.yaml"
+    f.write_text(V1)
+    r = flagman("apply", str(f), db=db_url)
+    assert r.returncode == 0, r.stderr
+    assert "2 created" in r.stdout and "+" in r.stdout
+    assert await stored(db_url) == {"revenue.daily": (1, True), "users.daily": (1, True)}
+
+    r = flagman("apply", str(f), db=db_url)
+    assert r.returncode == 0 and "0 created, 0 updated, 2 unchanged" in r.stdout
+
+    f.write_text(V1.replace("db.refunds", "db.refunds_v2"))
+    r = flagman("apply", str(f), "--dry-run", db=db_url)
+    assert r.returncode == 0 and "db.refunds_v2" in r.stdout and "dry run" in r.stdout
+    assert (await stored(db_url))["revenue.daily"] == (1, True)
+
+    r = flagman("apply", str(f), db=db_url)
+    assert "1 updated" in r.stdout and "db.refunds_v2" in r.stdout
+    assert (await stored(db_url))["revenue.daily"] == (2, True)
+
+    only = tmp_path / "only.yaml"
+    only.write_text(V1.split("- id: users.daily")[0])
+    r = flagman("apply", str(only), db=db_url)
+    assert (await stored(db_url))["users.daily"] == (1, True), "left alone without --prune"
+    r = flagman("apply", str(only), "--prune", db=db_url)
+    assert r.returncode == 0 and "1 pruned" in r.stdout
+    assert (await stored(db_url))["users.daily"] == (2, False)
+
+
+async def test_apply_rejects_bad_definitions_naming_file_trigger_and_path(
+    db_url: str, tmp_path: Path
+) -> None:
+    good = tmp_path / "a_good.yaml"
+    good.write_text(V1)
+    bad = tmp_path / "b_bad.yaml"
+    bad.write_text(
+        """
+- id: revenue.bad
+  workflow: revenue
+  when:
+    all:
+      - {signal: table_ready, where: {table: db.orders}}
+      - signal: table_ready
+        where:
+          region: {inn: [us, eu]}
+  join: [dt]
+  params: {x: "{nope.rows}"}
+"""
+    )
+    r = flagman("apply", str(tmp_path), db=db_url)
+    assert r.returncode == 1
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert any(
+        "b_bad.yaml" in ln and "revenue.bad" in ln and "when.all[1].where.region" in ln
+        and "inn" in ln for ln in lines
+    ), r.stderr
+    assert any("nope" in ln for ln in lines), r.stderr
+    assert "nothing stored" in r.stderr
+    assert await stored(db_url) == {}, "one bad file stores nothing at all"
+
+
+def test_bad_setting_fails_at_startup_with_one_line(tmp_path: Path) -> None:
+    r = flagman("worker", "--bootstrap", "not a host", db=f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0
+    assert "FLAGMAN_BOOTSTRAP" in r.stderr
+    r = flagman("apply", "x.yaml", db="mysql://nope")
+    assert r.returncode == 2 and "FLAGMAN_DB" in r.stderr and r.stderr.strip().count("\n") == 0
