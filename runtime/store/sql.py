@@ -161,12 +161,13 @@ class SqlTx:
                 seq = next(fresh)
                 out.append(seq)
                 params.append((seq, *_signal_tuple(r)))
-        await self.c.exec_driver_sql(
-            "INSERT INTO signals (seq, name, sig_id, explicit_id, source, time, time_ms, params, "
-            "payload, encoding, topic, partition, \"offset\", record_ts_ms) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            params,
-        )
+        if params:  # an empty list would run the statement once, without parameters
+            await self.c.exec_driver_sql(
+                "INSERT INTO signals (seq, name, sig_id, explicit_id, source, time, time_ms, "
+                "params, payload, encoding, topic, partition, \"offset\", record_ts_ms) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                params,
+            )
         return out
 
     async def insert_hits(self, hits: Sequence[Hit]) -> None:

@@ -206,3 +206,21 @@ async def test_refire_and_cloudevents_binary(running: Running) -> None:
     assert len(ids) == 2
     cmds = await running.commands()
     assert sorted(c["params"]["version"] for c in cmds) == ["7", "8"]
+
+
+async def test_batch_of_only_stored_duplicates(running: Running) -> None:
+    """A batch whose every signal is already stored (a replay) inserts nothing, fires nothing."""
+    await apply_yaml(running.db, PAIR)
+    w = await running.start()
+    one = sig("table_ready", {"table": "db.orders", "dt": "d"}, id="o")
+    await produce(running.bootstrap, running.topics.signals, [one], partition=0)
+
+    async def stored(n: int) -> bool:
+        snap = w.metrics.snapshot()
+        return snap.get("signals", 0) + snap.get("duplicates", 0) >= n
+
+    await wait_until(lambda: stored(1), what="first copy")
+    await produce(running.bootstrap, running.topics.signals, [one], partition=0)
+    await wait_until(lambda: stored(2), what="second copy")
+    assert w.metrics.snapshot() == {**w.metrics.snapshot(), "signals": 1, "duplicates": 1}
+    assert await running.ids() == []

