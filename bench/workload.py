@@ -23,8 +23,10 @@ Shape of the warehouse:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -35,6 +37,9 @@ import rfc8785
 SIGNAL = "table_ready"
 LEAF_COUNTS = (1, 2, 3, 4, 5)
 LEAF_WEIGHTS = (25, 25, 20, 15, 15)
+_CUMULATIVE = tuple(zip(LEAF_COUNTS, itertools.accumulate(LEAF_WEIGHTS), strict=True))
+_WEIGHT_TOTAL = sum(LEAF_WEIGHTS)
+_SAFE = re.compile(r"[A-Za-z0-9._:/-]*")
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,17 @@ class TriggerSpec:
 
 
 def command_id(trigger_id: str, join: dict[str, Any] | None, generation: int) -> str:
-    """SPEC §4: SHA-256 of the RFC 8785 JSON of ``[trigger_id, join, generation]``."""
-    return hashlib.sha256(rfc8785.dumps([trigger_id, join, generation])).hexdigest()
+    """SPEC §4: SHA-256 of the RFC 8785 JSON of ``[trigger_id, join, generation]``.
+
+    The common shape (plain ASCII id, ``{"dt": "YYYY-MM-DD"}``) is spelled out directly:
+    there JCS is exactly this text, and the referee computes hundreds of thousands.
+    """
+    if (join is not None and len(join) == 1 and "dt" in join and isinstance(join["dt"], str)
+            and _SAFE.fullmatch(trigger_id) and _SAFE.fullmatch(join["dt"])):
+        text = f'["{trigger_id}",{{"dt":"{join["dt"]}"}},{int(generation)}]'.encode()
+    else:
+        text = rfc8785.dumps([trigger_id, join, generation])
+    return hashlib.sha256(text).hexdigest()
 
 
 class Workload:
@@ -117,7 +131,8 @@ class Workload:
         rng = random.Random(f"{cfg.seed}:triggers")
         k_max = min(5, cfg.tables)
         for i in range(cfg.triggers):
-            k = min(rng.choices(LEAF_COUNTS, LEAF_WEIGHTS)[0], k_max)
+            r = rng.random() * _WEIGHT_TOTAL
+            k = min(next(n for n, c in _CUMULATIVE if r < c), k_max)
             picked: set[int] = set()
             while len(picked) < k:
                 if self.hot and rng.random() < cfg.hot_pick:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -195,6 +196,8 @@ async def _run(args: argparse.Namespace) -> int:
     broker = None
     if not args.bootstrap:
         Path(".flagman").mkdir(exist_ok=True)
+        if not args.db and "FLAGMAN_DB" not in os.environ:
+            _fresh_state(Path(".flagman/flagman.db"))
         broker = EmbeddedBroker(log_dir=Path(".flagman"))
         await broker.start()
         cfg = cfg.model_copy(update={"bootstrap": broker.bootstrap})
@@ -221,6 +224,19 @@ async def _run(args: argparse.Namespace) -> int:
     finally:
         if broker is not None:
             await broker.stop()
+
+
+def _fresh_state(db: Path) -> None:
+    """The embedded broker keeps its topics in memory, so a new one starts empty: state
+    that described the old topics (offsets, published commands) would only mislead.
+    The previous database is kept beside it as ``flagman.db.prev``."""
+    if db.exists():
+        for suffix in ("", "-wal", "-shm"):
+            old = Path(f"{db}{suffix}")
+            if old.exists():
+                old.replace(f"{db}.prev{suffix}")
+        print(f"state: fresh {db} (embedded broker starts empty; previous state in {db}.prev)",
+              flush=True)
 
 
 async def _serve(cfg: WorkerConfig, broker: Any) -> int:

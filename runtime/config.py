@@ -30,6 +30,7 @@ class WorkerConfig(BaseSettings):
     group: str = "flagman"
     create_topics: bool = True
     topic_partitions: int = Field(default=3, ge=1, le=10000)
+    topic_replication: int = Field(default=1, ge=1, le=32)
 
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
@@ -41,6 +42,7 @@ class WorkerConfig(BaseSettings):
 
     batch_max: int = Field(default=5000, ge=1, le=100000)
     fetch_wait_ms: int = Field(default=100, ge=0, le=10000)
+    state_max_tuples: int = Field(default=100_000, ge=100)
     session_timeout_ms: int = Field(default=6000, ge=1000, le=300000)
     reload_interval_s: float = Field(default=1.0, gt=0, le=3600)
     http_host: str = "127.0.0.1"
@@ -118,4 +120,19 @@ def load_config(**overrides: Any) -> WorkerConfig:
         check_db_url(cfg.db)
     except StoreError as exc:
         raise ConfigError(str(exc)) from None
+    needs_user = cfg.kafka_sasl_mechanism not in (None, "OAUTHBEARER")
+    if needs_user and not (cfg.kafka_sasl_username and cfg.kafka_sasl_password):
+        raise ConfigError(
+            "setting FLAGMAN_KAFKA_SASL_USERNAME/PASSWORD: required with "
+            f"FLAGMAN_KAFKA_SASL_MECHANISM={cfg.kafka_sasl_mechanism}"
+        )
+    if cfg.kafka_security_protocol.startswith("SASL") and not cfg.kafka_sasl_mechanism:
+        raise ConfigError(
+            "setting FLAGMAN_KAFKA_SASL_MECHANISM: required with "
+            f"FLAGMAN_KAFKA_SECURITY_PROTOCOL={cfg.kafka_security_protocol}"
+        )
+    try:
+        cfg.kafka_kwargs()  # builds the TLS context: a missing CA file fails here
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"setting FLAGMAN_KAFKA_SSL_*: {exc}") from None
     return cfg

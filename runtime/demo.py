@@ -268,22 +268,26 @@ def _touched(worker: Worker, step: Step) -> list[tuple[CompiledTrigger, tuple[An
 
 
 def _status(worker: Worker, trig: CompiledTrigger, values: tuple[Any, ...] | None) -> str:
-    """A line on a touched trigger that issued nothing for this signal."""
+    """A line on a touched trigger that issued nothing for this signal ("" if unknown)."""
     from triggers import NO_JOIN, tuple_key
 
+    state = worker.state
     join = trig.join_object(values)
     tk = NO_JOIN if values is None else tuple_key(values)
-    if (trig.id, tk) in worker.state.fired and trig.join:
-        why = "" if trig.refire else "; on_update: ignore, so the signal is recorded and nothing is issued"
-        return f"· {trig.id} {_join(join)} already fired{why}"
     mask = 0
-    for leaf in trig.leaves:
-        seq = worker.state.hits.get((leaf.lc.key, tk))
-        if seq is not None and seq >= trig.min_seq:
-            mask |= 1 << leaf.index
-    if not trig.join:  # a trigger without join counts the signals of its current round
-        rnd = worker.state.rounds.get(trig.id)
-        mask = 0
+    if trig.join:
+        if tk not in state.tuples:  # evicted from the worker's cache: nothing to say
+            return ""
+        if state.fired_gen(trig.id, tk) is not None:
+            why = "" if trig.refire else (
+                "; on_update: ignore, so the signal is recorded and nothing is issued")
+            return f"· {trig.id} {_join(join)} already fired{why}"
+        for leaf in trig.leaves:
+            seq = state.hit(leaf.lc.key, tk)
+            if seq is not None and seq >= trig.min_seq:
+                mask |= 1 << leaf.index
+    else:  # a trigger without join counts the signals of its current round
+        rnd = state.rounds.get(trig.id)
         for i in rnd.bound if rnd else ():
             mask |= 1 << i
     return f"… still waiting: {trig.id} {_join(join)} needs {_missing(trig.tree, mask, trig)}"
@@ -337,10 +341,11 @@ class _Story:
         await self.producer.send_and_wait(SIGNALS, step.value(), key=key)
 
         deadline = time.monotonic() + STEP_TIMEOUT_S
-        while self._processed() < target:  # the worker's counters move once per record
+        # The worker's counters move once per record, after its transaction and before
+        # it publishes; a short poll on them (bounded by the deadline) says "processed".
+        while self._processed() < target:
             if time.monotonic() > deadline:
                 raise TimeoutError
-            await self.tap.until(n_cmd, n_dead, deadline)
             await asyncio.sleep(0.02)
         after = self.worker.metrics.snapshot()
 
@@ -370,8 +375,9 @@ class _Story:
                 print("· no trigger listens for this signal: stored, nothing to do")
             for trig, values in touched:
                 key2 = (trig.id, json.dumps(trig.join_object(values), sort_keys=True))
-                if key2 not in fired_now:
-                    print(_status(self.worker, trig, values))
+                line = "" if key2 in fired_now else _status(self.worker, trig, values)
+                if line:
+                    print(line)
 
         got = sorted(f"{c['trigger']['id']}@{c['generation']}" for c in cmds)
         if got != sorted(step.fires):

@@ -58,6 +58,7 @@ async def read_to_end(
     from_offsets: Mapping[int, int] | None = None,
     client_kwargs: Mapping[str, Any] | None = None,
     timeout: float = 30.0,
+    only_listed: bool = False,
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` from ``from_offsets`` (partition -> offset) to its end.
 
@@ -68,6 +69,7 @@ async def read_to_end(
     responses (the last stable offset under ``isolation_level="read_committed"``);
     records produced meanwhile may or may not be included. Returns ``[]`` for
     a topic that does not exist. Records come sorted by (partition, offset).
+    With ``only_listed`` just the partitions in ``from_offsets`` are read.
     Raises :class:`~runtime.broker.BrokerError` if that takes longer than
     ``timeout`` seconds (an unreachable or hung broker).
     """
@@ -95,6 +97,10 @@ async def read_to_end(
             unknown = set(from_offsets or {}) - partitions
             if unknown:
                 raise ValueError(f"{topic} has no partition(s) {sorted(unknown)}")
+            if only_listed:
+                partitions = set(from_offsets or {})
+                if not partitions:
+                    return []
             pending = {TopicPartition(topic, p) for p in partitions}
             starts = await consumer.beginning_offsets(list(pending))
             consumer.assign(list(pending))

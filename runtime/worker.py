@@ -23,6 +23,7 @@ import contextlib
 import json
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -31,7 +32,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
 from signals import Signal, SignalError, SignalRef, parse_record
-from triggers import CompiledTrigger, Effects, Firing, Matcher, MatchState
+from triggers import NO_JOIN, CompiledTrigger, Effects, Firing, Matcher, MatchState
 
 from .commands import build_command, encode, iso_now, partition_for
 from .config import WorkerConfig
@@ -86,6 +87,7 @@ class Worker:
         self._cmd_end: dict[int, int] = {}
         self._to_mark: list[str] = []
         self._last_reload = 0.0
+        self._recent: OrderedDict[str, None] = OrderedDict()
 
     # -- lifecycle ---------------------------------------------------------------
     def stop(self) -> None:
@@ -120,6 +122,7 @@ class Worker:
                         self.cfg.bootstrap,
                         {**{t: n for t in self.cfg.topics}, self.cfg.command_topic: n,
                          self.cfg.dlq_topic: n},
+                        replication_factor=self.cfg.topic_replication,
                         **{k: v for k, v in kw.items() if k != "bootstrap_servers"},
                     )
                 self._producer = AIOKafkaProducer(
@@ -279,6 +282,7 @@ class Worker:
 
         fired, stored_dups = await self._with_retry(tx_body)
         self._to_mark = []
+        self._touch(plan.tuple_keys)
         dups += stored_dups
         self.metrics.add(signals=len(good) - stored_dups, duplicates=dups,
                          dead_lettered=len(dead), commands=len(fired), batches=1)
@@ -286,6 +290,27 @@ class Worker:
             log.info("duplicate signals", count=stored_dups)
         await self._publish(fired, dead)
         await self._commit(batch)
+
+    def _touch(self, tks: Iterable[str]) -> None:
+        """Keep the in-memory state bounded: forget the least recently used tuples.
+
+        A forgotten tuple is reloaded from the database (watermarks reset) when a later
+        batch touches it, so eviction costs a query, never correctness.
+        """
+        recent = self._recent
+        for tk in tks:
+            recent[tk] = None
+            recent.move_to_end(tk)
+        excess = len(recent) - self.cfg.state_max_tuples
+        while excess > 0:
+            tk, _ = recent.popitem(last=False)
+            excess -= 1
+            if tk == NO_JOIN:  # rounds of triggers without join stay resident
+                recent[tk] = None
+                continue
+            self.state.evict(tk)
+            self.store.wm.hid.pop(tk, None)
+            self.store.wm.fid.pop(tk, None)
 
     async def _with_retry(self, body: Any) -> Any:
         delay = 0.1
@@ -297,6 +322,10 @@ class Worker:
                 # The in-memory state may hold effects of the rolled-back transaction.
                 self.state = MatchState()
                 self.store.wm.clear()
+                self._recent.clear()
+                if not exc.transient:
+                    log.error("database error that retrying cannot fix; stopping", error=str(exc))
+                    raise
                 if self._stop.is_set() and delay > 1:
                     raise
                 log.warning("database unavailable, retrying batch", error=str(exc),
@@ -412,7 +441,7 @@ class Worker:
             start[p.cmd_partition] = min(start.get(p.cmd_partition, p.scan_from), p.scan_from)
         found: set[str] = set()
         records = await read_to_end(
-            self.cfg.bootstrap, self.cfg.command_topic, from_offsets=start,
+            self.cfg.bootstrap, self.cfg.command_topic, from_offsets=start, only_listed=True,
             client_kwargs={k: v for k, v in self.cfg.kafka_kwargs().items() if k != "bootstrap_servers"},
         )
         for rec in records:

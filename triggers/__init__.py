@@ -14,7 +14,7 @@ from ._duration import parse_duration
 from ._errors import DefinitionError, DefinitionIssue, TemplateError, TriggerError
 from ._index import TriggerIndex
 from ._load import load_paths, load_text
-from ._matcher import NO_JOIN, Effects, Firing, Hit, Matcher, MatchState, Plan, Round
+from ._matcher import NO_JOIN, Effects, Firing, Hit, Matcher, MatchState, Plan, Round, TupleState
 from ._spec import TriggerDef, validate_definition
 from ._template import parse_template, render_params
 
@@ -37,6 +37,7 @@ __all__ = [
     "TriggerDef",
     "TriggerError",
     "TriggerIndex",
+    "TupleState",
     "command_id",
     "compile_trigger",
     "diff_definitions",

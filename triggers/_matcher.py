@@ -9,9 +9,8 @@ The worker, dry-run replay and tests drive the same code. A batch goes in two st
    the firings, mutating ``state``. Signals already known (duplicates) must have been
    removed by the caller: every signal given here is new.
 
-State is kept per leaf class and join tuple (``hits``: the latest signal seq that hit
-it), per trigger and tuple (``fired``: the highest generation issued), and per
-trigger without join (``rounds``). A hit counts for a trigger only when its seq is
+State is kept per join tuple: per leaf class the latest signal seq that hit it, per
+trigger the highest generation issued; and per trigger without join (``rounds``). A hit counts for a trigger only when its seq is
 at least the trigger's ``min_seq`` (the look-back horizon fixed when it was applied).
 """
 
@@ -37,28 +36,59 @@ class Round:
 
 
 @dataclass(slots=True)
-class MatchState:
-    """Everything the matcher remembers. A store loads it in parts, by tuple key."""
+class TupleState:
+    """What is known about one join tuple: hits per leaf class, firings per trigger."""
 
-    hits: dict[tuple[str, str], int] = field(default_factory=dict)
-    fired: dict[tuple[str, str], int] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
+    fired: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class MatchState:
+    """Everything the matcher remembers, by join tuple key first.
+
+    Keying by tuple lets a store load, refresh and evict whole tuples: a tuple not in
+    ``tuples`` is simply unknown here (the store reloads it before it is used).
+    """
+
+    tuples: dict[str, TupleState] = field(default_factory=dict)
     rounds: dict[str, Round] = field(default_factory=dict)
+
+    def tuple(self, tk: str) -> TupleState:
+        t = self.tuples.get(tk)
+        if t is None:
+            t = self.tuples[tk] = TupleState()
+        return t
+
+    def hit(self, lc_key: str, tk: str) -> int | None:
+        """The latest seq that hit this leaf class for this tuple, if any."""
+        t = self.tuples.get(tk)
+        return None if t is None else t.hits.get(lc_key)
+
+    def fired_gen(self, trigger_id: str, tk: str) -> int | None:
+        """The highest generation issued for this trigger and tuple, if any."""
+        t = self.tuples.get(tk)
+        return None if t is None else t.fired.get(trigger_id)
 
     def add_hit(self, lc_key: str, tk: str, seq: int) -> bool:
         """Record a hit; True when the (leaf class, tuple) had none before."""
-        key = (lc_key, tk)
-        old = self.hits.get(key)
+        hits = self.tuple(tk).hits
+        old = hits.get(lc_key)
         if old is None:
-            self.hits[key] = seq
+            hits[lc_key] = seq
             return True
         if seq > old:
-            self.hits[key] = seq
+            hits[lc_key] = seq
         return False
 
     def add_fired(self, trigger_id: str, tk: str, generation: int) -> None:
-        key = (trigger_id, tk)
-        if generation > self.fired.get(key, -1):
-            self.fired[key] = generation
+        fired = self.tuple(tk).fired
+        if generation > fired.get(trigger_id, -1):
+            fired[trigger_id] = generation
+
+    def evict(self, tk: str) -> None:
+        """Forget a tuple (the store must reload it from scratch before next use)."""
+        self.tuples.pop(tk, None)
 
 
 @dataclass(slots=True)
@@ -157,7 +187,7 @@ class Matcher:
             else:
                 for trig, _ in lc.uses:
                     # a newer signal may bring an old leaf inside the look-back horizon
-                    if trig.min_seq > 0 and (trig.id, tk) not in state.fired:
+                    if trig.min_seq > 0 and state.fired_gen(trig.id, tk) is None:
                         touched[(trig.id, tk)] = (trig, values)
             for trig, leaf_idx in lc.refire_uses:
                 refire.setdefault((trig.id, tk), (trig, values, leaf_idx))
@@ -166,7 +196,7 @@ class Matcher:
             if tk == NO_JOIN:
                 self._round(state, trig, seq, fx)
                 continue
-            if (tid, tk) in state.fired:
+            if state.fired_gen(tid, tk) is not None:
                 continue
             bindings = self._bindings(state, trig, tk)
             mask = 0
@@ -177,7 +207,7 @@ class Matcher:
                 refire.pop((tid, tk), None)  # completing signal is part of generation 0
 
         for (tid, tk), (trig, values, _leaf) in refire.items():
-            gen = state.fired.get((tid, tk))
+            gen = state.fired_gen(tid, tk)
             if gen is None:
                 continue
             bindings = self._bindings(state, trig, tk)
@@ -190,10 +220,13 @@ class Matcher:
     @staticmethod
     def _bindings(state: MatchState, trig: CompiledTrigger, tk: str) -> dict[int, int]:
         out: dict[int, int] = {}
-        hits = state.hits
+        t = state.tuples.get(tk)
+        if t is None:
+            return out
+        hits = t.hits
         floor = trig.min_seq
         for leaf in trig.leaves:
-            s = hits.get((leaf.lc.key, tk))
+            s = hits.get(leaf.lc.key)
             if s is not None and s >= floor:
                 out[leaf.index] = s
         return out
@@ -331,7 +364,7 @@ class Matcher:
                 self._round(state, trig, last, fx)
             return fx
         for tk, values in values_of.items():
-            if (trig.id, tk) in state.fired:
+            if state.fired_gen(trig.id, tk) is not None:
                 continue
             bindings = self._bindings(state, trig, tk)
             mask = 0

@@ -14,7 +14,16 @@ from triggers import Hit, Matcher, MatchState
 
 
 class StoreError(Exception):
-    """A database operation failed; the batch it belonged to is retried as a whole."""
+    """A database operation failed.
+
+    ``transient`` errors (connection lost, lock timeout, deadlock, conflict) make the
+    worker retry the whole batch with backoff; others (a malformed statement, a type
+    the driver refuses) are bugs and stop the worker rather than wedge it silently.
+    """
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(slots=True)

@@ -378,7 +378,7 @@ class SqlStore:
             async with self.engine.begin() as conn:
                 yield SqlTx(self, conn)
         except (DBAPIError, SQLAlchemyError, OSError) as exc:
-            raise StoreError(_one_line(exc)) from exc
+            raise StoreError(_one_line(exc), transient=_transient(exc)) from exc
 
     # -- outside the hot path ---------------------------------------------------
     async def pending(self, topic: str, partitions: Sequence[int]) -> list[PendingCommand]:
@@ -431,6 +431,21 @@ class SqlStore:
         async with self.engine.connect() as conn:
             row = (await conn.execute(text("SELECT coalesce(max(revision), 0) FROM triggers"))).first()
             return int(row[0]) if row else 0
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether retrying can help: anything but statement and data errors."""
+    from sqlalchemy.exc import (
+        ArgumentError,
+        CompileError,
+        DataError,
+        NotSupportedError,
+        ProgrammingError,
+    )
+
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return not isinstance(exc, ProgrammingError | DataError | NotSupportedError | CompileError | ArgumentError)
 
 
 def _one_line(exc: BaseException) -> str:

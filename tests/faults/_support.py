@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.engine import make_url
 
 from tests.harness import Record, WorkerProc, read_topic
@@ -109,15 +108,26 @@ async def dlq_by_position(bootstrap: str, topic: str) -> dict[tuple[int, int], l
 
 
 async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offset per partition of ``topic`` (absent: none committed)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    await admin.start()
+    """The group's committed offset per partition of ``topic`` (absent: none committed).
+
+    Asked with OffsetFetch through a consumer that names the group but never joins it
+    (tansu cannot answer the admin client's "all partitions" form of the request).
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+        request_timeout_ms=5000,
+    )
+    await consumer.start()
     try:
-        got = await admin.list_consumer_group_offsets(group)
+        parts = await _partitions(consumer, topic)
+        out = {}
+        for p in sorted(parts):
+            off = await consumer.committed(TopicPartition(topic, p))
+            if off is not None and off >= 0:
+                out[p] = off
+        return out
     finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in got.items()
-            if tp.topic == topic and meta.offset >= 0}
+        await consumer.stop()
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
@@ -447,3 +457,40 @@ def report(name: str, **numbers: Any) -> None:
     if path:
         with open(path, "a") as f:
             f.write(line + "\n")
+
+
+_LOCKER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("ROLLBACK")
+print("released", flush=True)
+"""
+
+
+class SqliteLocker:
+    """Another process holding ``BEGIN EXCLUSIVE`` on the database file for a while."""
+
+    def __init__(self, path: str, seconds: float) -> None:
+        import sys
+
+        self.proc = subprocess.Popen([sys.executable, "-c", _LOCKER, path, str(seconds)],
+                                     stdout=subprocess.PIPE)
+        self.locked_at: float | None = None
+
+    async def wait_locked(self) -> None:
+        assert self.proc.stdout is not None
+        line = await asyncio.to_thread(self.proc.stdout.readline)
+        assert line.strip() == b"locked", line
+        self.locked_at = time.monotonic()
+
+    async def wait_released(self) -> float:
+        """Wait for the lock holder to finish; return how long the lock was held."""
+        assert self.proc.stdout is not None
+        line = await asyncio.to_thread(self.proc.stdout.readline)
+        assert line.strip() == b"released", line
+        await asyncio.to_thread(self.proc.wait, 10)
+        assert self.locked_at is not None
+        return time.monotonic() - self.locked_at

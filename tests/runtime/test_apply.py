@@ -115,3 +115,21 @@ def test_bad_setting_fails_at_startup_with_one_line(tmp_path: Path) -> None:
     assert "FLAGMAN_BOOTSTRAP" in r.stderr
     r = flagman("apply", "x.yaml", db="mysql://nope")
     assert r.returncode == 2 and "FLAGMAN_DB" in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+def test_kafka_security_settings_fail_at_startup(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FLAGMAN_DB": f"sqlite+aiosqlite:///{tmp_path}/x.db"}
+    for extra, needle in [
+        ({"FLAGMAN_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "FLAGMAN_KAFKA_SASL_MECHANISM"),
+        ({"FLAGMAN_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "FLAGMAN_KAFKA_SASL_MECHANISM": "PLAIN"},
+         "FLAGMAN_KAFKA_SASL_USERNAME"),
+        ({"FLAGMAN_KAFKA_SECURITY_PROTOCOL": "SSL", "FLAGMAN_KAFKA_SSL_CAFILE": str(tmp_path / "missing.pem")},
+         "FLAGMAN_KAFKA_SSL"),
+        ({"FLAGMAN_KAFKA_SECURITY_PROTOCOL": "KERBEROS"}, "FLAGMAN_KAFKA_SECURITY_PROTOCOL"),
+    ]:
+        r = subprocess.run([sys.executable, "-m", "runtime.cli", "worker"], capture_output=True,
+                           text=True, env={**env, **extra}, cwd=ROOT, timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert needle in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr

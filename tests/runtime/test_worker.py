@@ -42,12 +42,13 @@ class Running:
         self.worker: Worker | None = None
         self.task: asyncio.Task[None] | None = None
 
-    async def start(self) -> Worker:
-        cfg = load_config(
-            bootstrap=self.bootstrap, db=self.db, signal_topics=self.topics.signals,
-            command_topic=self.topics.commands, dlq_topic=self.topics.dlq, group=self.topics.group,
-            session_timeout_ms=3000, reload_interval_s=0.2, fetch_wait_ms=50,
-        )
+    async def start(self, **overrides: Any) -> Worker:
+        cfg = load_config(**{
+            "bootstrap": self.bootstrap, "db": self.db, "signal_topics": self.topics.signals,
+            "command_topic": self.topics.commands, "dlq_topic": self.topics.dlq,
+            "group": self.topics.group, "session_timeout_ms": 3000, "reload_interval_s": 0.2,
+            "fetch_wait_ms": 50, **overrides,
+        })
         self.worker = Worker(cfg)
         self.task = asyncio.create_task(self.worker.run())
         await asyncio.wait_for(self.worker.assigned_once.wait(), 60)
@@ -224,3 +225,24 @@ async def test_batch_of_only_stored_duplicates(running: Running) -> None:
     await wait_until(lambda: stored(2), what="second copy")
     assert w.metrics.snapshot() == {**w.metrics.snapshot(), "signals": 1, "duplicates": 1}
     assert await running.ids() == []
+
+
+async def test_evicted_tuples_are_reloaded_from_the_store(running: Running) -> None:
+    """With room for only 100 tuples in memory, 300 tuples completed long after their
+    first part still fire exactly once each."""
+    await apply_yaml(running.db, PAIR)
+    w = await running.start(state_max_tuples=100, batch_max=50)
+    days = [f"2026-{m:02d}-{d:02d}" for m in range(1, 11) for d in range(1, 31)]
+    await produce(running.bootstrap, running.topics.signals,
+                  [sig("table_ready", {"table": "db.orders", "dt": d}) for d in days])
+
+    async def first_half() -> bool:
+        return w.metrics.snapshot().get("signals", 0) >= len(days)
+
+    await wait_until(first_half, what="the orders signals")
+    assert len(w.state.tuples) <= 100
+    await produce(running.bootstrap, running.topics.signals,
+                  [sig("table_ready", {"table": "db.refunds", "dt": d}) for d in days])
+    want = {command_id("pair", {"dt": d}, 0) for d in days}
+    ids = await running.wait_ids(want, timeout=60)
+    assert sorted(ids) == sorted(want)

@@ -7,7 +7,7 @@ def test_exported_names_are_pinned() -> None:
     assert sorted(triggers.__all__) == sorted([
         "NO_JOIN", "CompiledLeaf", "CompiledTrigger", "DefinitionError", "DefinitionIssue",
         "Effects", "Firing", "Hit", "LeafClass", "LeafClassRegistry", "MatchState", "Matcher",
-        "Plan", "Round", "TemplateError", "TriggerDef", "TriggerError", "TriggerIndex",
+        "Plan", "Round", "TemplateError", "TriggerDef", "TriggerError", "TriggerIndex", "TupleState",
         "command_id", "compile_trigger", "diff_definitions", "load_paths", "load_text",
         "parse_duration", "parse_template", "render_params", "tuple_key", "validate_definition",
     ])
