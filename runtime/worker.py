@@ -263,7 +263,7 @@ class Worker:
         plan = self.matcher.plan((s.name, s.params) for _, s in good)
         rows = [_signal_row(rec, s) for rec, s in good]
 
-        async def tx_body(tx: SqlTx) -> tuple[list[FiringRow], int]:
+        async def tx_body(tx: SqlTx) -> tuple[list[FiringRow], list[int]]:
             await tx.lock(plan.tuple_keys)
             await tx.refresh(plan.tuple_keys, self.matcher, self.state)
             seqs = await tx.insert_signals(rows)
@@ -278,16 +278,19 @@ class Worker:
             await tx.dead_letters(
                 [(r.topic, r.partition, r.offset, reason, r.timestamp) for r, reason in dead]
             )
-            return firing_rows, sum(1 for s in seqs if s is None)
+            return firing_rows, [i for i, s in enumerate(seqs) if s is None]
 
-        fired, stored_dups = await self._with_retry(tx_body)
+        fired, dup_idx = await self._with_retry(tx_body)
+        stored_dups = len(dup_idx)
+        for i in dup_idx:
+            rec, s = good[i]
+            log.info("duplicate signal", topic=rec.topic, partition=rec.partition,
+                     offset=rec.offset, signal=s.name, signal_id=s.id)
         self._to_mark = []
         self._touch(plan.tuple_keys)
         dups += stored_dups
         self.metrics.add(signals=len(good) - stored_dups, duplicates=dups,
                          dead_lettered=len(dead), commands=len(fired), batches=1)
-        if stored_dups:
-            log.info("duplicate signals", count=stored_dups)
         await self._publish(fired, dead)
         await self._commit(batch)
 
@@ -355,6 +358,7 @@ class Worker:
                 workflow=f.trigger.workflow, source_topic=cause.topic,
                 source_partition=cause.partition, cmd_partition=part,
                 scan_from=self._cmd_end.get(part, 0), created_ms=now_ms,
+                cause_offset=cause.offset, cause_signal=f"{cause.name}/{cause.id}",
             ))
         return out
 
@@ -381,8 +385,9 @@ class Worker:
         self._to_mark.extend(f.command_id for f in fired)
         for f in fired:
             log.info("command issued", command_id=f.command_id, trigger=f.trigger_id,
-                     generation=f.generation, workflow=f.workflow,
-                     cause_topic=f.source_topic, cause_partition=f.source_partition)
+                     generation=f.generation, workflow=f.workflow, topic=f.source_topic,
+                     partition=f.source_partition, offset=f.cause_offset, signal=f.cause_signal,
+                     command_partition=f.cmd_partition)
 
     async def _send_all(
         self, fired: Sequence[FiringRow], dead: Sequence[tuple[ConsumerRecord[Any, Any], str]]

@@ -60,6 +60,9 @@ class FiringRow:
     cmd_partition: int
     scan_from: int
     created_ms: int
+    cause_offset: int = -1
+    """Not stored: where the completing signal sat, for the log line."""
+    cause_signal: str = ""
 
 
 @dataclass(slots=True)
