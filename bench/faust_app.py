@@ -1,6 +1,6 @@
 """The faust-streaming baseline: one agent taking batches of the signal topic.
 
-Run as ``python -m bench.faust_app worker -l warning`` with ``BENCH_FAUST_*`` in the
+Run as ``python -m bench.faust_app worker -l warn`` with ``BENCH_FAUST_*`` in the
 environment (see ``baselines.run_faust``). The agent parses each value as JSON, like
 flagman and the raw baseline, and writes its timings to ``BENCH_FAUST_OUT`` once it
 has seen ``BENCH_FAUST_N`` records; the harness then stops the process.

@@ -288,7 +288,7 @@ def _status(worker: Worker, trig: CompiledTrigger, values: tuple[Any, ...] | Non
                 mask |= 1 << leaf.index
     else:  # a trigger without join counts the signals of its current round
         rnd = state.rounds.get(trig.id)
-        for i in rnd.bound if rnd else ():
+        for i in rnd.queue if rnd else ():
             mask |= 1 << i
     return f"… still waiting: {trig.id} {_join(join)} needs {_missing(trig.tree, mask, trig)}"
 

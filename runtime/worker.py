@@ -354,7 +354,8 @@ class Worker:
             part = partition_for(f.trigger.workflow.encode(), self._cmd_partitions or [0])
             out.append(FiringRow(
                 command_id=f.command_id, trigger_id=f.trigger.id, trigger_version=f.trigger.version,
-                tk=f.tk, generation=f.generation, cause_seq=f.cause_seq, command=encode(cmd),
+                tk=f.tk, generation=f.generation, cause_seq=f.cause_seq,
+                consumed=None if f.consumed is None else json.dumps(f.consumed), command=encode(cmd),
                 workflow=f.trigger.workflow, source_topic=cause.topic,
                 source_partition=cause.partition, cmd_partition=part,
                 scan_from=self._cmd_end.get(part, 0), created_ms=now_ms,
@@ -456,7 +457,7 @@ class Worker:
         todo = [p for p in pending if p.command_id not in found]
         already = [p.command_id for p in pending if p.command_id in found]
         rows = [
-            FiringRow(p.command_id, "", 0, "", 0, 0, p.command, p.workflow, "", 0,
+            FiringRow(p.command_id, "", 0, "", 0, 0, None, p.command, p.workflow, "", 0,
                       p.cmd_partition, p.scan_from, 0)
             for p in todo
         ]

@@ -118,3 +118,12 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield pg_url_for(name)
     finally:
         await _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def _reap_worker_processes() -> Iterator[None]:
+    """A failed test must not leave worker processes running into the next one."""
+    yield
+    from tests.harness import WorkerProc
+
+    WorkerProc.reap_all()

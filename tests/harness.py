@@ -84,6 +84,16 @@ async def apply_yaml(db_url: str, text: str, *, prune: bool = False) -> Any:
 class WorkerProc:
     """``flagman worker`` as a child process, killable with SIGKILL."""
 
+    live: list[WorkerProc] = []  # reaped after every test by the conftest fixture
+
+    @classmethod
+    def reap_all(cls) -> None:
+        for w in cls.live:
+            if w.proc is not None and w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait(10)
+        cls.live.clear()
+
     def __init__(self, bootstrap: str, db_url: str, env: dict[str, str], log_path: Path) -> None:
         self.env = {
             **os.environ,
@@ -112,6 +122,7 @@ class WorkerProc:
             env=self.env, stdout=log, stderr=log, cwd=ROOT,
         )
         log.close()
+        WorkerProc.live.append(self)
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -16,6 +16,7 @@ at least the trigger's ``min_seq`` (the look-back horizon fixed when it was appl
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,11 +29,45 @@ NO_JOIN = "null"
 
 @dataclass(slots=True)
 class Round:
-    """Progress of a trigger without join: the signals bound since its last firing."""
+    """Progress of a trigger without join.
+
+    Each leaf holds a queue of signals not yet used by a firing (ascending seq) and the
+    highest seq a firing consumed. A firing takes the oldest signal of every leaf that
+    has one, so ``all: [A, B]`` fires min(#A, #B) times whatever the arrival order.
+    """
 
     next_gen: int = 0
-    round_seq: int = 0
-    bound: dict[int, int] = field(default_factory=dict)
+    upto: dict[int, int] = field(default_factory=dict)
+    queue: dict[int, list[int]] = field(default_factory=dict)
+
+    def offer(self, leaf: int, seq: int) -> bool:
+        """Queue an unconsumed signal for a leaf; False when it was consumed or queued."""
+        if seq <= self.upto.get(leaf, 0):
+            return False
+        q = self.queue.get(leaf)
+        if q is None:
+            self.queue[leaf] = [seq]
+            return True
+        if not q or q[-1] < seq:
+            q.append(seq)
+            return True
+        if seq in q:
+            return False
+        bisect.insort(q, seq)
+        return True
+
+    def consume(self, consumed: Mapping[int, int]) -> None:
+        """Mark signals up to these seqs (per leaf) as used by a firing."""
+        for leaf, upto in consumed.items():
+            if upto > self.upto.get(leaf, 0):
+                self.upto[leaf] = upto
+            q = self.queue.get(leaf)
+            if q:
+                keep = [x for x in q if x > upto]
+                if keep:
+                    self.queue[leaf] = keep
+                else:
+                    del self.queue[leaf]
 
 
 @dataclass(slots=True)
@@ -109,6 +144,8 @@ class Firing:
     command_id: str
     bindings: dict[int, int]
     cause_seq: int
+    consumed: dict[int, int] | None = None
+    """Triggers without join: per leaf, the highest seq this firing used up."""
 
 
 @dataclass(slots=True)
@@ -177,8 +214,7 @@ class Matcher:
                     rnd = state.rounds.get(trig.id)
                     if rnd is None:
                         rnd = state.rounds[trig.id] = Round()
-                    if seq > rnd.round_seq and seq >= trig.min_seq:
-                        rnd.bound.setdefault(leaf_idx, seq)
+                    if seq >= trig.min_seq and rnd.offer(leaf_idx, seq):
                         touched[(trig.id, tk)] = (trig, None)
                 continue
             if new:
@@ -231,21 +267,30 @@ class Matcher:
                 out[leaf.index] = s
         return out
 
-    def _round(self, state: MatchState, trig: CompiledTrigger, seq: int, fx: Effects) -> None:
+    def _round(
+        self, state: MatchState, trig: CompiledTrigger, seq: int, fx: Effects, *, drain: bool = False
+    ) -> None:
+        """Fire while the queued signals satisfy the tree; ``drain`` (look-back) fires at
+        most once and uses up every queued signal."""
         rnd = state.rounds[trig.id]
-        mask = 0
-        for i in rnd.bound:
-            mask |= 1 << i
-        if not trig.satisfied(mask):
-            return
-        gen = rnd.next_gen
-        fx.firings.append(
-            Firing(trig, NO_JOIN, None, gen, command_id(trig.id, None, gen), dict(rnd.bound), seq)
-        )
-        state.add_fired(trig.id, NO_JOIN, gen)
-        rnd.next_gen = gen + 1
-        rnd.round_seq = seq
-        rnd.bound = {}
+        while True:
+            mask = 0
+            for i in rnd.queue:
+                mask |= 1 << i
+            if not mask or not trig.satisfied(mask):
+                return
+            gen = rnd.next_gen
+            bindings = {i: q[0] for i, q in rnd.queue.items()}
+            consumed = {i: q[-1] for i, q in rnd.queue.items()} if drain else dict(bindings)
+            fx.firings.append(
+                Firing(trig, NO_JOIN, None, gen, command_id(trig.id, None, gen), bindings, seq,
+                       consumed)
+            )
+            state.add_fired(trig.id, NO_JOIN, gen)
+            rnd.next_gen = gen + 1
+            rnd.consume(consumed)
+            if drain:
+                return
 
     @staticmethod
     def _fire(
@@ -268,13 +313,13 @@ class Matcher:
     def absorb(
         self,
         state: MatchState,
-        fired: Iterable[tuple[str, str, int, int]],
+        fired: Iterable[tuple[str, str, int, Mapping[int, int] | None]],
         hits: Iterable[tuple[str, str, int]],
     ) -> None:
         """Merge stored rows into ``state``: firings ``(trigger_id, tk, generation,
-        cause_seq)`` first, then hits ``(lc_key, tk, seq)``. Rows may repeat."""
+        consumed)`` first, then hits ``(lc_key, tk, seq)``. Rows may repeat."""
         rounds = state.rounds
-        for tid, tk, gen, cause in fired:
+        for tid, tk, gen, consumed in fired:
             state.add_fired(tid, tk, gen)
             if tk == NO_JOIN:
                 rnd = rounds.get(tid)
@@ -282,9 +327,8 @@ class Matcher:
                     rnd = rounds[tid] = Round()
                 if gen + 1 > rnd.next_gen:
                     rnd.next_gen = gen + 1
-                if cause > rnd.round_seq:
-                    rnd.round_seq = cause
-                    rnd.bound = {i: s for i, s in rnd.bound.items() if s > cause}
+                if consumed:
+                    rnd.consume(consumed)
         registry = self.index.registry.by_key
         for lc_key, tk, seq in hits:
             state.add_hit(lc_key, tk, seq)
@@ -294,13 +338,12 @@ class Matcher:
             if lc is None:
                 continue
             for trig, leaf_idx in lc.uses:
+                if seq < trig.min_seq:
+                    continue
                 rnd = rounds.get(trig.id)
                 if rnd is None:
                     rnd = rounds[trig.id] = Round()
-                if seq > rnd.round_seq and seq >= trig.min_seq:
-                    old = rnd.bound.get(leaf_idx)
-                    if old is None or seq < old:
-                        rnd.bound[leaf_idx] = seq
+                rnd.offer(leaf_idx, seq)
 
     # -- look-back ---------------------------------------------------------------
     def backfill_plan(
@@ -356,12 +399,11 @@ class Matcher:
                 leaf_of.setdefault(leaf.lc.key, []).append(leaf.index)
             last = 0
             for seq, hit, _ in sorted(planned, key=lambda p: p[0]):
-                if seq > rnd.round_seq:
-                    for i in leaf_of.get(hit.lc_key, ()):
-                        rnd.bound.setdefault(i, seq)
-                    last = seq
-            if planned and last:
-                self._round(state, trig, last, fx)
+                for i in leaf_of.get(hit.lc_key, ()):
+                    rnd.offer(i, seq)
+                last = max(last, seq)
+            if last:
+                self._round(state, trig, last, fx, drain=True)
             return fx
         for tk, values in values_of.items():
             if state.fired_gen(trig.id, tk) is not None:

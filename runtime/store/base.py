@@ -53,6 +53,7 @@ class FiringRow:
     tk: str
     generation: int
     cause_seq: int
+    consumed: str | None
     command: str
     workflow: str
     source_topic: str

@@ -77,6 +77,7 @@ firings = Table(
     Column("tk", Text, nullable=False),
     Column("generation", Integer, nullable=False),
     Column("cause_seq", BigInteger, nullable=False),
+    Column("consumed", Text),
     Column("command", Text, nullable=False),
     Column("workflow", String(200), nullable=False),
     Column("source_topic", String(249), nullable=False),

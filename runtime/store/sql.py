@@ -96,7 +96,7 @@ class SqlTx:
         fwm = [wm.fid.get(tk, 0) for tk in tks]
         if self.pg:
             fired = await self._q(
-                "SELECT f.trigger_id, f.tk, f.generation, f.cause_seq, f.fid FROM firings f "
+                "SELECT f.trigger_id, f.tk, f.generation, f.consumed, f.fid FROM firings f "
                 "JOIN unnest($1::text[], $2::bigint[]) AS w(tk, wm) ON f.tk = w.tk AND f.fid > w.wm",
                 (tks, fwm),
             )
@@ -109,14 +109,18 @@ class SqlTx:
             fired, hits = [], []
             for tk, h, f in zip(tks, hwm, fwm, strict=True):
                 fired += await self._q(
-                    "SELECT trigger_id, tk, generation, cause_seq, fid FROM firings "
+                    "SELECT trigger_id, tk, generation, consumed, fid FROM firings "
                     "WHERE tk = ? AND fid > ?",
                     (tk, f),
                 )
                 hits += await self._q(
                     "SELECT lc_key, tk, seq, hid FROM hits WHERE tk = ? AND hid > ?", (tk, h)
                 )
-        matcher.absorb(state, [r[:4] for r in fired], [r[:3] for r in hits])
+        matcher.absorb(
+            state,
+            [(r[0], r[1], r[2], _consumed(r[3])) for r in fired],
+            [r[:3] for r in hits],
+        )
         for r in fired:
             if r[4] > wm.fid.get(r[1], 0):
                 wm.fid[r[1]] = r[4]
@@ -200,25 +204,27 @@ class SqlTx:
         wm = self.s.wm.fid
         params = [
             (fid, r.command_id, r.trigger_id, r.trigger_version, r.tk, r.generation, r.cause_seq,
-             r.command, r.workflow, r.source_topic, r.source_partition, r.cmd_partition,
-             r.scan_from, False, r.created_ms)
+             r.consumed, r.command, r.workflow, r.source_topic, r.source_partition,
+             r.cmd_partition, r.scan_from, False, r.created_ms)
             for fid, r in zip(fids, rows, strict=True)
         ]
         if self.pg:
             cols = list(zip(*params, strict=True))
             await self._q(
                 "INSERT INTO firings (fid, command_id, trigger_id, trigger_version, tk, generation, "
-                "cause_seq, command, workflow, source_topic, source_partition, cmd_partition, "
-                "scan_from, published, created_ms) SELECT * FROM unnest($1::bigint[], $2::text[], "
-                "$3::text[], $4::int[], $5::text[], $6::int[], $7::bigint[], $8::text[], $9::text[], "
-                "$10::text[], $11::int[], $12::int[], $13::bigint[], $14::bool[], $15::bigint[])",
+                "cause_seq, consumed, command, workflow, source_topic, source_partition, "
+                "cmd_partition, scan_from, published, created_ms) SELECT * FROM unnest("
+                "$1::bigint[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], "
+                "$7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], "
+                "$13::int[], $14::bigint[], $15::bool[], $16::bigint[])",
                 tuple(list(c) for c in cols),
             )
         else:
             await self.c.exec_driver_sql(
                 "INSERT INTO firings (fid, command_id, trigger_id, trigger_version, tk, generation, "
-                "cause_seq, command, workflow, source_topic, source_partition, cmd_partition, "
-                "scan_from, published, created_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "cause_seq, consumed, command, workflow, source_topic, source_partition, "
+                "cmd_partition, scan_from, published, created_ms) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 params,
             )
         for fid, r in zip(fids, rows, strict=True):
@@ -302,6 +308,10 @@ def _ref(r: Any) -> SignalRef:
         seq=r[0], name=r[1], id=r[2], topic=r[3], partition=r[4], offset=r[5], time=r[6],
         params=json.loads(r[7]), payload=None if r[8] is None else json.loads(r[8]),
     )
+
+
+def _consumed(text: str | None) -> dict[int, int] | None:
+    return None if text is None else {int(k): int(v) for k, v in json.loads(text).items()}
 
 
 def _signal_tuple(r: SignalRow) -> tuple[Any, ...]:

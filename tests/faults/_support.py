@@ -494,3 +494,39 @@ class SqliteLocker:
         await asyncio.to_thread(self.proc.wait, 10)
         assert self.locked_at is not None
         return time.monotonic() - self.locked_at
+
+
+def ends_of(positions: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """Per partition, one past the highest offset among ``positions``."""
+    out: dict[int, int] = {}
+    for p, o in positions:
+        out[p] = max(out.get(p, 0), o + 1)
+    return out
+
+
+async def wait_complete(
+    bootstrap: str, commands_topic: str, group: str, signals_topic: str,
+    expected: set[str], ends: dict[int, int], *, timeout: float, alive: Any = None,
+) -> None:
+    """Wait until every expected command is on the topic and the group has committed
+    every produced record (so nothing more is coming)."""
+    from tests.harness import command_ids, wait_until
+
+    async def done() -> bool:
+        if alive is not None:
+            alive()
+        if not set(await command_ids(bootstrap, commands_topic)) >= expected:
+            return False
+        c = await committed_offsets(bootstrap, group, signals_topic)
+        return all(c.get(p, 0) >= e for p, e in ends.items())
+
+    await wait_until(done, timeout=timeout, every=1.0, what="every expected command and commit")
+
+
+async def unpublished_firings(db_url: str) -> int:
+    rows = await db_query(db_url, "SELECT count(*) FROM firings WHERE NOT published")
+    return int(rows[0][0])
+
+
+async def firing_count(db_url: str) -> int:
+    return int((await db_query(db_url, "SELECT count(*) FROM firings"))[0][0])

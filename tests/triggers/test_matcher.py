@@ -116,12 +116,24 @@ def test_refire_issues_next_generation_per_new_matching_signal() -> None:
     assert [f[2] for f in h.fired] == [0, 1, 2]
 
 
-def test_no_join_fires_per_round() -> None:
+def test_no_join_pairs_signals_one_firing_per_new_signal_of_every_leaf() -> None:
     h = Harness(trig("nj", {"all": [leaf("a"), leaf("b")]}, join=[]))
     h.send(tr("a"), tr("a", "x"))
     assert h.send(tr("b")) == [("nj", None, 0)]
-    assert h.send(tr("b", "y")) == []
-    assert h.send(tr("a", "z")) == [("nj", None, 1)]
+    assert h.send(tr("b", "y")) == [("nj", None, 1)]  # the second a was waiting
+    assert h.send(tr("b", "z")) == []  # every a is used up: b waits for a new a
+    assert h.send(tr("a", "w")) == [("nj", None, 2)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.permutations(["a"] * 4 + ["b"] * 6), st.integers(min_value=1, max_value=4))
+def test_no_join_count_does_not_depend_on_order(order: list[str], batch: int) -> None:
+    """all(a, b) without join fires min(#a, #b) times, however they interleave."""
+    h = Harness(trig("nj", {"all": [leaf("a"), leaf("b")]}, join=[]))
+    signals = [tr(t, f"v{i}") for i, t in enumerate(order)]
+    for i in range(0, len(signals), batch):
+        h.send(*signals[i : i + batch])
+    assert [g for _, _, g in h.fired] == [0, 1, 2, 3]
 
 
 def test_one_leaf_no_join_fires_per_distinct_signal() -> None:
