@@ -120,13 +120,16 @@ class Collector(threading.Thread):
                 for m in msgs:
                     if m.error() is not None:
                         continue
-                    p, o = m.partition(), m.offset()
+                    p, o = m.partition() or 0, m.offset() or 0
                     if o + 1 > self.ends.get(p, 0):
                         self.ends[p] = o + 1
-                    cid = next((v.decode() for k, v in m.headers() or () if k == CMD_HEADER), "")
+                    cid = ""
+                    for header in m.headers() or ():
+                        if header[0] == CMD_HEADER and isinstance(header[1], bytes):
+                            cid = header[1].decode()
                     got.append((cid, now))
                     if self.keep_values:
-                        self.values.append((m.value(), now))
+                        self.values.append((m.value() or b"", now))
                 with self.lock:
                     self.arrivals.extend(got)
                     self.last_arrival = now

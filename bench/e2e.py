@@ -21,6 +21,7 @@ import math
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,24 @@ from .workload import Record, Workload, landed_of
 PARTITIONS = 3
 
 
-async def run_e2e(wl: Workload, db_kind: str, bootstrap: str, work: Path, *, rate: float,
+@dataclass
+class Stream:
+    """The throughput phase's records and the command ids they must produce."""
+
+    records: list[Record]
+    expected: set[str]
+    generate_s: float
+
+    @classmethod
+    def of(cls, wl: Workload) -> Stream:
+        t = time.perf_counter()
+        records = wl.records(range(wl.cfg.days))
+        expected = wl.expected(landed_of(records))
+        return cls(records, expected, time.perf_counter() - t)
+
+
+async def run_e2e(wl: Workload, stream: Stream, db_kind: str, bootstrap: str, work: Path, *,
+                  rate: float,
                   latency_seconds: float, pg_admin: str, api_sample: int = 1000,
                   profile: bool = False, skip_latency: bool = False) -> dict[str, Any]:
     """Throughput, then latency, against one worker on ``db_kind`` (sqlite | postgresql)."""
@@ -53,13 +71,13 @@ async def run_e2e(wl: Workload, db_kind: str, bootstrap: str, work: Path, *, rat
         worker.start()
         out["startup_ready_s"] = round(await worker.wait_ready(), 3)
         out["startup_assigned_s"] = round(await worker.wait_assigned(), 3)
-        out["rss_ready_mb"] = round(worker.rss_mb(), 1)
+        out["rss_ready_mib"] = round(worker.rss_mib(), 1)
         spy = work / f"profile-{db_kind}-{u}" if profile else None
-        out["throughput"] = await _throughput(wl, worker, bootstrap, topics, spy)
+        out["throughput"] = await _throughput(stream, worker, bootstrap, topics, spy)
         if not skip_latency:
             out["latency"] = await _latency(wl, worker, bootstrap, topics, rate, latency_seconds,
                                             out["throughput"].pop("command_ends"), spy)
-        out["rss_end_mb"] = round(worker.rss_mb(), 1)
+        out["rss_end_mib"] = round(worker.rss_mib(), 1)
     finally:
         await worker.stop()
         out["worker_metrics"] = next(
@@ -71,12 +89,9 @@ async def run_e2e(wl: Workload, db_kind: str, bootstrap: str, work: Path, *, rat
     return out
 
 
-async def _throughput(wl: Workload, worker: WorkerProcess, bootstrap: str,
+async def _throughput(stream: Stream, worker: WorkerProcess, bootstrap: str,
                       topics: dict[str, str], spy: Path | None) -> dict[str, Any]:
-    t = time.perf_counter()
-    records = wl.records(range(wl.cfg.days))
-    expected = wl.expected(landed_of(records))
-    gen_s = time.perf_counter() - t
+    records, expected = stream.records, stream.expected
     collector = Collector(bootstrap, topics["commands"])
     collector.start()
     profiler = PySpy(worker.pid, spy.with_suffix(".throughput.txt")) if spy else None
@@ -96,7 +111,7 @@ async def _throughput(wl: Workload, worker: WorkerProcess, bootstrap: str,
     return {
         "records": len(records), "unique_signals": unique, "malformed": n_bad,
         "duplicates": len(records) - unique - n_bad, "expected_commands": len(expected),
-        "generate_s": round(gen_s, 1), "produce_s": round(produced.last_ts - produced.first_ts, 2),
+        "generate_s": round(stream.generate_s, 1), "produce_s": round(produced.last_ts - produced.first_ts, 2),
         "seconds": round(elapsed, 2), "records_per_s": round(len(records) / elapsed, 1),
         "unique_signals_per_s": round(unique / elapsed, 1),
         "commands_per_s": round(len(expected) / elapsed, 1),

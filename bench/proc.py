@@ -114,13 +114,13 @@ class WorkerProcess:
             timeout, "partition assignment")
         return float(ev["_t"])
 
-    def rss_mb(self) -> float:
-        """Resident set size of the worker (and any wrapper's children), in MB."""
+    def rss_mib(self) -> float:
+        """Resident set size of the worker (and any wrapper's children), in MiB."""
         proc = psutil.Process(self.pid)
         total = proc.memory_info().rss
         for child in proc.children(recursive=True):
             total += child.memory_info().rss
-        return total / 1e6
+        return float(total) / 2**20
 
     def cpu_seconds(self) -> float:
         t = psutil.Process(self.pid).cpu_times()

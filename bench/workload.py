@@ -50,6 +50,7 @@ class WorkloadConfig:
     tables: int = 100_000
     days: int = 5
     seed: int = 7
+    namespace: str = "db"
     first_day: str = "2026-11-01"
     duplicate_rate: float = 0.05
     malformed_rate: float = 0.005
@@ -110,14 +111,14 @@ class Workload:
 
     # -- names -----------------------------------------------------------------
     def table(self, i: int) -> str:
-        return f"db.t{i:0{self.width}d}"
+        return f"{self.cfg.namespace}.t{i:0{self.width}d}"
 
     def dt(self, day: int) -> str:
         return (self._first + timedelta(days=day)).isoformat()
 
-    @staticmethod
-    def trigger_id(i: int) -> str:
-        return f"bench.job{i:07d}"
+    def trigger_id(self, i: int) -> str:
+        ns = self.cfg.namespace
+        return f"bench.job{i:07d}" if ns == "db" else f"bench.{ns}.job{i:07d}"
 
     # -- triggers --------------------------------------------------------------
     def specs(self) -> list[TriggerSpec]:
@@ -128,7 +129,7 @@ class Workload:
     def iter_specs(self) -> Iterator[TriggerSpec]:
         """Trigger specs in id order, without caching them (for a million triggers)."""
         cfg = self.cfg
-        rng = random.Random(f"{cfg.seed}:triggers")
+        rng = random.Random(f"{cfg.seed}:triggers:{cfg.namespace}")
         k_max = min(5, cfg.tables)
         for i in range(cfg.triggers):
             r = rng.random() * _WEIGHT_TOTAL
@@ -187,9 +188,9 @@ class Workload:
             when = {"at_least": {"count": len(nodes) - 1, "of": nodes}}
         i = spec.index
         return {
-            "id": self.trigger_id(i), "workflow": f"wf{i // 8:06d}", "step": f"s{i % 8}",
-            "owner": f"team{i % 50:02d}", "description": None, "when": when, "join": ["dt"],
-            "on_update": "ignore", "params": {"run_date": {"template": "{dt}"}},
+            "id": self.trigger_id(i), "workflow": f"{self.cfg.namespace}.wf{i // 8:06d}",
+            "step": f"s{i % 8}", "owner": f"team{i % 50:02d}", "description": None,
+            "when": when, "join": ["dt"], "on_update": "ignore", "params": {"run_date": {"template": "{dt}"}},
             "lookback_s": 604800,
         }
 

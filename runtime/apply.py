@@ -30,8 +30,19 @@ class ApplyReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
-    diffs: list[str] = field(default_factory=list)
+    changes: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = field(
+        default_factory=list
+    )
     versions: dict[str, int] = field(default_factory=dict)
+
+    def diffs(self, limit: int | None = 100) -> list[str]:
+        """Unified diffs of the changed triggers; past ``limit`` one summary line."""
+        shown = self.changes if limit is None else self.changes[:limit]
+        out = [diff_definitions(old, new, tid) for tid, old, new in shown]
+        if len(shown) < len(self.changes):
+            out.append(f"... and {len(self.changes) - len(shown)} more changed triggers "
+                       "(--full-diff shows all)")
+        return out
 
     @property
     def changed(self) -> bool:
@@ -67,7 +78,7 @@ async def apply_definitions(
         wanted = set()
         for d in defs:
             wanted.add(d.id)
-            canon: dict[str, Any] = d.canonical()
+            canon: dict[str, Any] = d.canonical(copy_nested=False)
             digest = d.digest()
             old = current.get(d.id)
             if old is not None and old[1] == digest and old[3]:
@@ -76,14 +87,14 @@ async def apply_definitions(
                 continue
             version = 1 if old is None else old[0] + 1
             (report.created if old is None or not old[3] else report.updated).append(d.id)
-            report.diffs.append(diff_definitions(old[2] if old and old[3] else None, canon, d.id))
+            report.changes.append((d.id, old[2] if old and old[3] else None, canon))
             report.versions[d.id] = version
             changes.append((d.id, version, digest, canon, True, "created" if old is None else "updated"))
         if prune:
             for tid, (version, old_digest, old_canon, active) in sorted(current.items()):
                 if active and tid not in wanted:
                     report.pruned.append(tid)
-                    report.diffs.append(diff_definitions(old_canon, None, tid))
+                    report.changes.append((tid, old_canon, None))
                     changes.append((tid, version + 1, old_digest, old_canon, False, "pruned"))
         if dry_run or not changes:
             return report  # nothing was written; leaving the block commits nothing

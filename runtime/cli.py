@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("paths", nargs="+")
     apply.add_argument("--dry-run", action="store_true", help="validate and show the diff only")
     apply.add_argument("--prune", action="store_true", help="deactivate stored triggers not in PATHs")
+    apply.add_argument("--full-diff", action="store_true", help="print every diff, not the first 100")
 
     emit = sub.add_parser("emit", help="announce one signal")
     _common(emit, db=False)
@@ -141,7 +142,7 @@ async def _apply(args: argparse.Namespace) -> int:
         return 1
     finally:
         await store.close()
-    for d in report.diffs:
+    for d in report.diffs(None if args.full_diff else 100):
         print(d)
     prefix = "dry run: would apply: " if args.dry_run else "applied: "
     print(prefix + report.summary())

@@ -293,6 +293,10 @@ class Worker:
                          dead_lettered=len(dead), commands=len(fired), batches=1)
         await self._publish(fired, dead)
         await self._commit(batch)
+        log.info("batch done", records=sum(len(r) for r in batch.values()),
+                 signals=len(good) - stored_dups, duplicates=dups, dead_lettered=len(dead),
+                 commands=len(fired), positions=_positions(batch),
+                 command_ids=[f.command_id for f in fired[:5]])
 
     def _touch(self, tks: Iterable[str]) -> None:
         """Keep the in-memory state bounded: forget the least recently used tuples.
@@ -385,7 +389,7 @@ class Worker:
                 delay = min(delay * 2, 5.0)
         self._to_mark.extend(f.command_id for f in fired)
         for f in fired:
-            log.info("command issued", command_id=f.command_id, trigger=f.trigger_id,
+            log.debug("command issued", command_id=f.command_id, trigger=f.trigger_id,
                      generation=f.generation, workflow=f.workflow, topic=f.source_topic,
                      partition=f.source_partition, offset=f.cause_offset, signal=f.cause_signal,
                      command_partition=f.cmd_partition)
@@ -475,6 +479,12 @@ class Worker:
                 log.warning("database unavailable during recovery", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def _positions(batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> dict[str, str]:
+    """``topic/partition -> first-last`` offsets of a batch, for its log line."""
+    return {f"{tp.topic}/{tp.partition}": f"{r[0].offset}-{r[-1].offset}"
+            for tp, r in batch.items() if r}
 
 
 def _signal_row(rec: ConsumerRecord[Any, Any], s: Signal) -> SignalRow:

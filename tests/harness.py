@@ -102,6 +102,7 @@ class WorkerProc:
             "FLAGMAN_SESSION_TIMEOUT_MS": "3000",
             "FLAGMAN_RELOAD_INTERVAL_S": "0.5",
             "FLAGMAN_LOG_FORMAT": "json",
+            "FLAGMAN_LOG_LEVEL": "debug",  # one line per command issued
             "PYTHONPATH": str(ROOT),
             **env,
         }

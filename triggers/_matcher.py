@@ -232,15 +232,11 @@ class Matcher:
             if tk == NO_JOIN:
                 self._round(state, trig, seq, fx)
                 continue
-            if state.fired_gen(tid, tk) is not None:
+            t = state.tuples[tk]  # add_hit created it
+            if tid in t.fired or not self._holds(t.hits, trig):
                 continue
-            bindings = self._bindings(state, trig, tk)
-            mask = 0
-            for i in bindings:
-                mask |= 1 << i
-            if trig.satisfied(mask):
-                self._fire(state, trig, tk, values, 0, bindings, seq, fx)
-                refire.pop((tid, tk), None)  # completing signal is part of generation 0
+            self._fire(state, trig, tk, values, 0, self._bindings(state, trig, tk), seq, fx)
+            refire.pop((tid, tk), None)  # completing signal is part of generation 0
 
         for (tid, tk), (trig, values, _leaf) in refire.items():
             gen = state.fired_gen(tid, tk)
@@ -252,6 +248,24 @@ class Matcher:
                 if leaf.lc.key in mine:
                     bindings[leaf.index] = seq
             self._fire(state, trig, tk, values, gen + 1, bindings, seq, fx)
+
+    @staticmethod
+    def _holds(hits: dict[str, int], trig: CompiledTrigger) -> bool:
+        """Whether the tree holds for a tuple with these hits (the hot check: most
+        touched triggers still miss a leaf, and ``all`` stops at the first)."""
+        floor = trig.min_seq
+        if trig.all_leaves:
+            for leaf in trig.leaves:
+                s = hits.get(leaf.lc.key)
+                if s is None or s < floor:
+                    return False
+            return True
+        mask = 0
+        for leaf in trig.leaves:
+            s = hits.get(leaf.lc.key)
+            if s is not None and s >= floor:
+                mask |= 1 << leaf.index
+        return trig.satisfied(mask)
 
     @staticmethod
     def _bindings(state: MatchState, trig: CompiledTrigger, tk: str) -> dict[int, int]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-import rfc8785
+from signals import canonical_json
 
 from ._duration import MAX_DURATION_S, parse_duration
 from ._errors import DefinitionError, DefinitionIssue, DurationError, TemplateError
@@ -87,8 +87,19 @@ class TriggerDef:
     params: dict[str, Any] = field(default_factory=dict)
     lookback_s: int = DEFAULT_LOOKBACK_S
 
-    def canonical(self) -> dict[str, Any]:
-        """The canonical form: a fresh plain dict, safe to serialise, store or mutate."""
+    def canonical(self, *, copy_nested: bool = True) -> dict[str, Any]:
+        """The canonical form: a fresh plain dict, safe to serialise, store or mutate.
+
+        ``copy_nested=False`` shares ``when`` and ``params`` with this object: for
+        read-only uses (digests, storing) of many triggers, where deep copies cost.
+        """
+        if not copy_nested:
+            return {
+                "id": self.id, "workflow": self.workflow, "step": self.step,
+                "owner": self.owner, "description": self.description, "when": self.when,
+                "join": list(self.join), "on_update": self.on_update, "params": self.params,
+                "lookback_s": self.lookback_s,
+            }
         return {
             "id": self.id,
             "workflow": self.workflow,
@@ -108,7 +119,7 @@ class TriggerDef:
 
     @cached_property
     def _digest(self) -> str:
-        return hashlib.sha256(rfc8785.dumps(self.canonical())).hexdigest()
+        return hashlib.sha256(canonical_json(self.canonical(copy_nested=False))).hexdigest()
 
     def __hash__(self) -> int:
         return hash(self._digest)

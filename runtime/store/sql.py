@@ -430,12 +430,13 @@ class SqlStore:
             ]
 
     async def mark_backfilled(self, versions: dict[str, int]) -> None:
+        if not versions:
+            return
         async with self.transaction() as tx:
-            for tid, version in versions.items():
-                await tx.c.execute(
-                    text("UPDATE triggers SET backfilled = :v WHERE id = :i AND backfilled < :v"),
-                    {"v": version, "i": tid},
-                )
+            await tx.c.execute(
+                text("UPDATE triggers SET backfilled = :v WHERE id = :i AND backfilled < :v"),
+                [{"v": v, "i": tid} for tid, v in versions.items()],
+            )
 
     async def trigger_revision(self) -> int:
         async with self.engine.connect() as conn:

@@ -10,6 +10,7 @@ worker is already knocking), process memory sampling, and log-line queries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -79,9 +80,10 @@ class Paced:
     async def __aexit__(self, *exc: object) -> None:
         await self.producer.stop()
 
-    async def send(self, topic: str, values: Iterable[bytes]) -> None:
+    async def send(self, topic: str, values: Iterable[bytes]) -> list[tuple[int, int]]:
+        """Send, wait for the acks, return each record's ``(partition, offset)``."""
         futs = [await self.producer.send(topic, v) for v in values]
-        await asyncio.gather(*futs)
+        return [(m.partition, m.offset) for m in await asyncio.gather(*futs)]
 
 
 # -- reading what the service did ---------------------------------------------------
@@ -139,20 +141,43 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     return ends
 
 
-async def reset_group_to_beginning(bootstrap: str, group: str, topic: str) -> list[int]:
-    """Commit offset 0 for every partition of ``topic`` in ``group`` (the group must be
-    empty: stop its workers first). Returns the partitions reset."""
+async def reset_group_to_beginning(
+    bootstrap: str, group: str, topic: str, *, timeout: float = 60.0
+) -> list[int]:
+    """Commit offset 0 for every partition of ``topic`` in ``group``; return the partitions.
+
+    Stop the group's workers first. The consumer joins the group as a member (tansu
+    refuses offset commits from outside a group that has members on record), takes
+    every partition, seeks to the beginning and commits 0 for each.
+    """
+    from aiokafka.abc import ConsumerRebalanceListener
+
+    assigned = asyncio.Event()
+
+    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            return None
+
+        async def on_partitions_assigned(self, got: Any) -> None:
+            if got:
+                assigned.set()
+
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
     )
     await consumer.start()
     try:
-        parts = sorted(consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))
-        tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        await consumer.commit({tp: 0 for tp in tps})
+        parts = sorted(await _partitions(consumer, topic))
+        consumer.subscribe([topic], listener=Listener())
+        async with asyncio.timeout(timeout):
+            while not assigned.is_set():
+                # getmany drives the group protocol; a short poll, records ignored.
+                await consumer.getmany(timeout_ms=200, max_records=1)
+            tps = [TopicPartition(topic, p) for p in parts]
+            assert set(consumer.assignment()) == set(tps), consumer.assignment()
+            await consumer.seek_to_beginning(*tps)
+            await consumer.commit({tp: 0 for tp in tps})
         return parts
     finally:
         await consumer.stop()
@@ -236,7 +261,10 @@ class OffsetAudit:
         except Exception:  # the broker may be paused or the group in flux: sample again
             return
         # Read the database after the offsets: it only grows, so this order is safe.
-        stored = await stored_below(self.db_url, topic, committed)
+        try:
+            stored = await stored_below(self.db_url, topic, committed)
+        except Exception:  # the database may be the thing that is down: sample again
+            return
         self.samples += 1
         for p, c in committed.items():
             self.max_seen[p] = max(self.max_seen.get(p, 0), c)
@@ -246,10 +274,8 @@ class OffsetAudit:
     async def run(self, stop: asyncio.Event, every: float = 0.25) -> None:
         while not stop.is_set():
             await self.check()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
-            except TimeoutError:
-                pass
 
 
 # -- workloads ---------------------------------------------------------------------

@@ -8,12 +8,14 @@ this factory instead.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from tests.conftest import _pg_exec, pg_url_for
+from tests.harness import WorkerProc
 
 MakeDb = Callable[[str], Awaitable[str]]
 
@@ -35,3 +37,23 @@ async def make_db(tmp_path: Path) -> AsyncIterator[MakeDb]:
     yield make
     for name in made:
         await _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+MakeWorker = Callable[..., WorkerProc]
+
+
+@pytest.fixture
+def make_worker(tmp_path: Path) -> Iterator[MakeWorker]:
+    """``make_worker(bootstrap, db_url, env, name="worker")``: a ``WorkerProc`` (not yet
+    started) that is killed at teardown if a failing test left it running."""
+    made: list[WorkerProc] = []
+
+    def make(bootstrap: str, db: str, env: dict[str, str], name: str = "worker") -> WorkerProc:
+        w = WorkerProc(bootstrap, db, env, tmp_path / f"{name}.log")
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        if w.alive():
+            w.kill9()

@@ -28,13 +28,13 @@ from tests.faults._support import (
     unpublished_firings,
     wait_complete,
 )
-from tests.faults.conftest import MakeDb
+from tests.faults.conftest import MakeDb, MakeWorker
 from tests.harness import WorkerProc, apply_yaml, command_ids
 
 pytestmark = pytest.mark.integration
 
 LONG = [pytest.mark.slow, pytest.mark.timeout(1800)]
-SHORT_SIZE = {"triggers": 60, "tables": 150, "days": 20, "kills": 6, "linger": 0.6}
+SHORT_SIZE = {"triggers": 60, "tables": 150, "days": 20, "kills": 6, "linger": 0.15}
 LONG_SIZE = {"triggers": 1000, "tables": 2000, "days": 50, "kills": 24, "linger": 3.0}
 
 
@@ -47,7 +47,7 @@ LONG_SIZE = {"triggers": 1000, "tables": 2000, "days": 50, "kills": 24, "linger"
     ],
 )
 async def test_sigkill_storm_exact_commands(
-    size: dict[str, float], backend: str, kafka_bootstrap: str, make_db: MakeDb,
+    size: dict[str, float], backend: str, kafka_bootstrap: str, make_db: MakeDb, make_worker: MakeWorker,
     topics: Topics, tmp_path: Path,
 ) -> None:
     db = await make_db(backend)
@@ -57,8 +57,8 @@ async def test_sigkill_storm_exact_commands(
     kills = int(size["kills"])
     chunks = [records[i * len(records) // (kills + 1):(i + 1) * len(records) // (kills + 1)]
               for i in range(kills + 1)]
-    env = {**topics.env(), "FLAGMAN_BATCH_MAX": "200", "FLAGMAN_FETCH_WAIT_MS": "50"}
-    worker = WorkerProc(kafka_bootstrap, db, env, tmp_path / "worker.log")
+    env = {**topics.env(), "FLAGMAN_BATCH_MAX": "25" if kills < 10 else "200", "FLAGMAN_FETCH_WAIT_MS": "50"}
+    worker = make_worker(kafka_bootstrap, db, env)
     rnd = random.Random(5)
     started = time.monotonic()
 
@@ -68,19 +68,19 @@ async def test_sigkill_storm_exact_commands(
     before_assignment = 0
     worker.start()
     for chunk in chunks[:-1]:
+        early = rnd.random() < 0.2
+        if not early:
+            await worker.wait_assigned(timeout=90)
         at = await produce_at(kafka_bootstrap, topics.signals, chunk)
         positions += at
         bad_positions |= {pos for rec, pos in zip(chunk, at, strict=True) if rec in BAD_RECORDS}
-        if rnd.random() < 0.2:
-            # The kill point is the fault itself: a random moment of start-up or recovery.
-            await _hold(rnd.uniform(0.2, 2.5))
-            before_assignment += 1
-        else:
-            await worker.wait_assigned(timeout=90)
-            await _hold(rnd.uniform(0, size["linger"]))
+        # The kill point is the fault itself: a random moment of start-up and recovery
+        # (early), or of the work on the chunk just sent.
+        await _hold(rnd.uniform(0.2, 2.5) if early else rnd.uniform(0, size["linger"]))
+        worker.kill9()
+        before_assignment += early
         committed = await committed_offsets(kafka_bootstrap, topics.group, topics.signals)
         backlog_at_kill.append(sum(e - committed.get(p, 0) for p, e in ends_of(positions).items()))
-        worker.kill9()
         worker.start()
     at = await produce_at(kafka_bootstrap, topics.signals, chunks[-1])
     positions += at

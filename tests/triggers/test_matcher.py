@@ -234,3 +234,26 @@ def test_lookback_horizon_excludes_old_hits() -> None:
     h.m.index.install(t)
     assert h.send(tr("b")) == []
     assert h.send(tr("a", extra=1)) == [("t", {"dt": DAY}, 0)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(min_size=1, max_size=20),
+    st.dictionaries(
+        st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True),
+        st.one_of(st.text(max_size=30), st.integers(-(2**53) + 1, 2**53 - 1), st.booleans(),
+                  st.floats(allow_nan=False, allow_infinity=False)),
+        min_size=1, max_size=4,
+    ),
+    st.integers(0, 10**6),
+)
+def test_fast_ids_equal_rfc8785(tid: str, join: dict[str, Any], gen: int) -> None:
+    """The json.dumps fast path gives the same bytes as the reference RFC 8785 encoder."""
+    import hashlib
+
+    import rfc8785
+
+    from triggers import tuple_key
+
+    assert command_id(tid, join, gen) == hashlib.sha256(rfc8785.dumps([tid, join, gen])).hexdigest()
+    assert tuple_key(list(join.values())) == rfc8785.dumps(list(join.values())).decode()
