@@ -25,7 +25,7 @@ from .workload import Workload
 
 
 async def run_footprint(wl: Workload, bootstrap: str, work: Path, *, api_sample: int = 200,
-                        timeout: float = 1800, profile: bool = False,
+                        timeout: float = 3600, profile: bool = False,
                         restart: bool = True) -> dict[str, Any]:
     """Start the worker twice over ``wl``'s triggers; report times and RSS."""
     db = BenchDb("sqlite", work)

@@ -81,7 +81,7 @@ def measure(total: int, *, seed: int, signals: int, batch: int,
 
 
 def run_sizes(sizes: list[int], *, seed: int, signals: int, batch: int,
-              timeout: float = 900) -> list[dict[str, Any]]:
+              timeout: float = 3600) -> list[dict[str, Any]]:
     """One child process per size; returns their results in order."""
     out = []
     for n in sizes:

@@ -55,8 +55,12 @@ def build_command(firing: Firing, refs: Mapping[int, SignalRef], issued_at: str)
     }
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def encode(command: Mapping[str, Any]) -> str:
-    return json.dumps(command, separators=(",", ":"), ensure_ascii=False)
+    """Compact UTF-8 JSON text of a command."""
+    return _encode(command)
 
 
 def partition_for(key: bytes, partitions: list[int]) -> int:

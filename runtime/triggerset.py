@@ -35,7 +35,8 @@ class TriggerSet:
             if current is not None and current.version == row.version:
                 continue
             trig = compile_trigger(row.definition, row.version, index.registry)
-            trig.min_seq = row.min_seq
+            # seqs start at 1: a horizon of 1 excludes nothing, and 0 keeps the hot path
+            trig.min_seq = row.min_seq if row.min_seq > 1 else 0
             index.install(trig)
             fresh[row.id] = trig
             self.backfilled[row.id] = row.backfilled

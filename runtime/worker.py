@@ -487,11 +487,14 @@ def _positions(batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> d
             for tp, r in batch.items() if r}
 
 
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _signal_row(rec: ConsumerRecord[Any, Any], s: Signal) -> SignalRow:
     return SignalRow(
         name=s.name, sig_id=s.id, explicit_id=s.explicit_id, source=s.source, time=s.time,
-        time_ms=s.time_ms, params=json.dumps(s.params, separators=(",", ":")),
-        payload=None if s.payload is None else json.dumps(s.payload, separators=(",", ":")),
+        time_ms=s.time_ms, params=_dumps(s.params),
+        payload=None if s.payload is None else _dumps(s.payload),
         encoding=s.encoding, topic=rec.topic, partition=rec.partition, offset=rec.offset,
         record_ts_ms=rec.timestamp,
     )

@@ -36,22 +36,23 @@ def _plain(values: Any) -> bool:
     return all(v.__class__ is not float for v in values)
 
 
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps_sorted = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+
 def tuple_key(values: tuple[Any, ...] | list[Any] | None) -> str:
     """The text key of a join tuple: canonical JSON of the value list (``null`` for none)."""
     if values is None:
         return "null"
     if _plain(values):
-        return json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
+        return _dumps(list(values))
     return canonical(list(values)).decode()
 
 
 def command_id(trigger_id: str, join: Mapping[str, Any] | None, generation: int) -> str:
     """SHA-256 hex of the canonical JSON of ``[trigger_id, join_object, generation]``."""
     if join is None or _plain(join.values()):
-        text = json.dumps(
-            [trigger_id, join, generation], ensure_ascii=False, separators=(",", ":"),
-            sort_keys=True,
-        ).encode()
+        text = _dumps_sorted([trigger_id, join, generation]).encode()
     else:
         text = canonical([trigger_id, join, generation])
     return hashlib.sha256(text).hexdigest()
@@ -210,6 +211,8 @@ class CompiledTrigger:
     tree: Node
     full_mask: int
     all_leaves: bool
+    lc_keys: tuple[str, ...] = ()
+    """The leaves' class keys, in leaf order (the hot check reads only these)."""
     min_seq: int = 0
     """Look-back horizon: signals with a lower seq never count for this trigger."""
 
@@ -305,4 +308,5 @@ def compile_trigger(
         tree=tree,
         full_mask=(1 << len(leaves)) - 1,
         all_leaves=all_leaves,
+        lc_keys=tuple(leaf.lc.key for leaf in leaves),
     )

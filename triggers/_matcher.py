@@ -204,6 +204,10 @@ class Matcher:
         return fx
 
     def _one(self, state: MatchState, planned: Planned, seq: int, fx: Effects) -> None:
+        hits = planned.hits
+        if len(hits) == 1 and hits[0][2] != NO_JOIN:
+            self._one_simple(state, hits[0], seq, fx)
+            return
         touched: dict[tuple[str, str], tuple[CompiledTrigger, tuple[Any, ...] | None]] = {}
         refire: dict[tuple[str, str], tuple[CompiledTrigger, tuple[Any, ...] | None, int]] = {}
         for lc, values, tk in planned.hits:
@@ -246,6 +250,47 @@ class Matcher:
             mine = {lc.key for lc, _, t in planned.hits if t == tk}
             for leaf in trig.leaves:
                 if leaf.lc.key in mine:
+                    bindings[leaf.index] = seq
+            self._fire(state, trig, tk, values, gen + 1, bindings, seq, fx)
+
+    def _one_simple(
+        self,
+        state: MatchState,
+        hit: tuple[LeafClass, tuple[Any, ...] | None, str],
+        seq: int,
+        fx: Effects,
+    ) -> None:
+        """The common case, kept tight: one leaf class, one join tuple."""
+        lc, values, tk = hit
+        fx.hits.append(Hit(lc.key, tk, seq))
+        new = state.add_hit(lc.key, tk, seq)
+        t = state.tuples[tk]
+        fired, hits = t.fired, t.hits
+        holds = self._holds
+        completed: set[str] = set()
+        for trig, _ in lc.uses:
+            tid = trig.id
+            if tid in fired or not (new or trig.min_seq > 0):
+                continue
+            if trig.all_leaves and trig.min_seq == 0:
+                for k in trig.lc_keys:
+                    if k not in hits:
+                        break
+                else:
+                    self._fire(state, trig, tk, values, 0, self._bindings(state, trig, tk),
+                               seq, fx)
+                    completed.add(tid)
+                continue
+            if holds(hits, trig):
+                self._fire(state, trig, tk, values, 0, self._bindings(state, trig, tk), seq, fx)
+                completed.add(tid)
+        for trig, _ in lc.refire_uses:
+            gen = fired.get(trig.id)
+            if gen is None or trig.id in completed:
+                continue
+            bindings = self._bindings(state, trig, tk)
+            for leaf in trig.leaves:
+                if leaf.lc is lc:
                     bindings[leaf.index] = seq
             self._fire(state, trig, tk, values, gen + 1, bindings, seq, fx)
 

@@ -518,6 +518,7 @@ class SqliteLocker:
         line = await asyncio.to_thread(self.proc.stdout.readline)
         assert line.strip() == b"released", line
         await asyncio.to_thread(self.proc.wait, 10)
+        self.proc.stdout.close()
         assert self.locked_at is not None
         return time.monotonic() - self.locked_at
 

@@ -147,7 +147,7 @@ async def test_worker_started_while_broker_down(
     try:
         worker.start()
         assert worker.proc is not None
-        started = time.monotonic()
+        started, started_wall = time.monotonic(), time.time()
         while time.monotonic() - started < down_s:  # the outage itself
             assert worker.alive(), "the worker must wait for the broker, not exit:\n" + \
                 worker.log_path.read_text()[-3000:]
@@ -156,6 +156,7 @@ async def test_worker_started_while_broker_down(
         retries = events(worker, "broker unreachable, retrying")
         assert retries, "no 'broker unreachable, retrying' log line while the broker was down"
         delays = [float(e["retry_in_s"]) for e in retries]
+        first_line_s = _wall(retries[0]["timestamp"]) - started_wall
         assert all(e.get("bootstrap") == bootstrap and e.get("error") for e in retries)
         assert delays == sorted(delays) and (len(delays) < 3 or delays[-1] > delays[0]), delays
 
@@ -176,7 +177,7 @@ async def test_worker_started_while_broker_down(
         assert worker.terminate() == 0
         ids = await command_ids(bootstrap, topics.commands)
         report("worker started while broker down", down=down, down_s=down_s,
-               retry_lines=len(retries), retry_in_s=delays, worker_cpu_s=round(cpu, 2),
+               retry_lines=len(retries), retry_in_s=delays, first_line_after_s=round(first_line_s, 1), worker_cpu_s=round(cpu, 2),
                ready_after_broker_up_s=round(ready_s, 1), commands=len(ids),
                duplicates=len(ids) - len(set(ids)))
         assert sorted(ids) == sorted(expected)
@@ -192,3 +193,9 @@ async def test_worker_started_while_broker_down(
 
 def _alive(worker: WorkerProc) -> None:
     assert worker.alive(), worker.log_path.read_text()[-3000:]
+
+
+def _wall(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
