@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("--payload", help="JSON payload")
     emit.add_argument("--topic", help="signal topic (default: first of FLAGMAN_SIGNAL_TOPICS)")
 
+    explain = sub.add_parser("explain", help="why has a trigger (not) fired for a join tuple?")
+    _common(explain, kafka=False)
+    explain.add_argument("trigger")
+    explain.add_argument("join", nargs="*", help="join values: dt=2026-11-25 (k:=JSON for typed)")
+
     sub.add_parser("demo", help="a scripted end-to-end story on embedded defaults")
     return parser
 
@@ -100,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_apply(args))
         if args.verb == "emit":
             return asyncio.run(_emit(args))
+        if args.verb == "explain":
+            return asyncio.run(_explain(args))
         if args.verb == "worker":
             cfg = load_config(bootstrap=args.bootstrap, db=args.db, group=args.group,
                               http_port=args.http_port)
@@ -146,6 +153,24 @@ async def _apply(args: argparse.Namespace) -> int:
         print(d)
     prefix = "dry run: would apply: " if args.dry_run else "applied: "
     print(prefix + report.summary())
+    return 0
+
+
+async def _explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+    from .store.sql import SqlStore, StoreError
+
+    cfg = load_config(db=args.db)
+    store = SqlStore(cfg.db)
+    try:
+        await store.open()
+        lines = await explain(store, args.trigger, parse_params(args.join))
+    except StoreError as exc:
+        print(f"flagman explain: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print("\n".join(lines))
     return 0
 
 

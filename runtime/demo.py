@@ -25,10 +25,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from triggers import CompiledLeaf, CompiledTrigger
+from triggers import CompiledTrigger
 
 from .broker import EmbeddedBroker
 from .config import WorkerConfig, load_config
+from .explain import join_text as _join
+from .explain import missing as _missing
+from .explain import params_text as _params
+from .explain import scalar as _scalar
 from .kafka_compat import producer_kwargs
 from .logs import configure
 from .worker import Worker
@@ -202,59 +206,6 @@ class Tap:
 # -- explaining ----------------------------------------------------------------------
 
 
-def _scalar(v: Any) -> str:
-    return v if isinstance(v, str) else json.dumps(v)
-
-
-def _params(params: Mapping[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}: {_scalar(v)}" for k, v in params.items()) + "}"
-
-
-def _join(join: Mapping[str, Any] | None) -> str:
-    if not join:
-        return "(no join)"
-    return "for " + ", ".join(f"{k}={_scalar(v)}" for k, v in join.items())
-
-
-_OPS = {"eq": "=", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=",
-        "in": " in ", "not_in": " not in ", "prefix": " prefix "}
-
-
-def _leaf_name(leaf: CompiledLeaf) -> str:
-    """The alias, or the signal name with its ``where``."""
-    if leaf.alias:
-        return leaf.alias
-    conds = []
-    for param, ops in leaf.lc.where.items():
-        for op, bound in ops.items():
-            if op == "exists":
-                conds.append(param if bound else f"no {param}")
-            else:
-                conds.append(f"{param}{_OPS[op]}{_scalar(bound)}")
-    return f"{leaf.lc.name}({', '.join(conds)})" if conds else leaf.lc.name
-
-
-def _missing(node: tuple[Any, ...], mask: int, trig: CompiledTrigger, top: bool = True) -> str:
-    """What the condition still needs, given the satisfied leaves; "" when satisfied."""
-    if trig.satisfied(mask) and top:
-        return ""
-    tag = node[0]
-    if tag == "leaf":
-        return "" if mask >> node[1] & 1 else _leaf_name(trig.leaves[node[1]])
-    kids = node[2] if tag == "atl" else node[1]
-    parts = [p for p in (_missing(c, mask, trig, False) for c in kids) if p]
-    if tag == "all":
-        text = " and ".join(parts)
-    elif tag == "any":
-        if len(parts) < len(kids):
-            return ""
-        text = " or ".join(parts)
-    else:
-        done = len(kids) - len(parts)
-        if done >= node[1]:
-            return ""
-        return f"{node[1] - done} more of ({', '.join(parts)})"
-    return text if top or len(parts) == 1 else f"({text})"
 
 
 def _touched(worker: Worker, step: Step) -> list[tuple[CompiledTrigger, tuple[Any, ...] | None]]:

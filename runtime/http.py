@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 
 def make_app(worker: Worker) -> web.Application:
-    """``/healthz`` (200 once consuming), ``/metrics`` (Prometheus text), ``/triggers``."""
+    """``/healthz`` (200 once consuming), ``/metrics`` (Prometheus text), ``/triggers``,
+    ``/explain?trigger=ID&dt=...`` (why a trigger has or has not fired for a tuple)."""
 
     async def healthz(_: web.Request) -> web.Response:
         ok = worker.ready.is_set()
@@ -32,9 +33,19 @@ def make_app(worker: Worker) -> web.Application:
             ]
         )
 
+    async def explain(request: web.Request) -> web.Response:
+        from .explain import explain as explain_lines
+
+        tid = request.query.get("trigger")
+        if not tid:
+            return web.json_response({"error": "query parameter 'trigger' is required"}, status=400)
+        join = {k: v for k, v in request.query.items() if k != "trigger"}
+        lines = await explain_lines(worker.store, tid, join)
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
     app = web.Application()
     app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics),
-                    web.get("/triggers", triggers)])
+                    web.get("/triggers", triggers), web.get("/explain", explain)])
     return app
 
 

@@ -246,3 +246,30 @@ async def test_evicted_tuples_are_reloaded_from_the_store(running: Running) -> N
     want = {command_id("pair", {"dt": d}, 0) for d in days}
     ids = await running.wait_ids(want, timeout=60)
     assert sorted(ids) == sorted(want)
+
+
+async def test_explain_says_what_is_missing_and_what_fired(running: Running) -> None:
+    from runtime.explain import explain
+
+    await apply_yaml(running.db, PAIR)
+    w = await running.start()
+    await produce(running.bootstrap, running.topics.signals, [
+        sig("table_ready", {"table": "db.orders", "dt": "d1"}, id="o1"),
+        sig("table_ready", {"table": "db.refunds"}, id="no-dt"),
+    ])
+
+    async def stored() -> bool:
+        return w.metrics.snapshot().get("signals", 0) >= 2
+
+    await wait_until(stored, what="both signals")
+    text = "\n".join(await explain(w.store, "pair", {"dt": "d1"}))
+    assert "✓ orders: o1" in text
+    assert "✗ table_ready(table=db.refunds)" in text
+    assert "lack the join param 'dt'" in text
+    assert "waiting: needs table_ready(table=db.refunds)" in text
+    await produce(running.bootstrap, running.topics.signals,
+                  [sig("table_ready", {"table": "db.refunds", "dt": "d1"}, id="r1")])
+    await running.wait_ids({command_id("pair", {"dt": "d1"}, 0)})
+    text = "\n".join(await explain(w.store, "pair", {"dt": "d1"}))
+    assert "fired generation 0: command " + command_id("pair", {"dt": "d1"}, 0) in text
+    assert "not applied" in "\n".join(await explain(w.store, "nope", {}))
