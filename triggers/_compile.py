@@ -247,13 +247,27 @@ def _eval(node: Node, mask: int) -> bool:
     return False
 
 
+def _freeze(v: Any) -> Any:
+    """A hashable, order-insensitive image of a JSON value (type-tagged scalars)."""
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return ("[", *(_freeze(x) for x in v))
+    return (v.__class__.__name__, v)
+
+
 class LeafClassRegistry:
     """Interns leaf classes so identical leaves across triggers share one object."""
 
     def __init__(self) -> None:
         self.by_key: dict[str, LeafClass] = {}
+        self._memo: dict[Any, LeafClass] = {}
 
     def get(self, name: str, where: dict[str, dict[str, Any]], join_src: tuple[str, ...]) -> LeafClass:
+        frozen = (name, join_src, _freeze(where))
+        lc = self._memo.get(frozen)
+        if lc is not None and self.by_key.get(lc.key) is lc:
+            return lc
         # Sorted-key JSON is stable across processes and versions, which is all a key
         # needs; it is several times faster than the RFC 8785 encoder.
         text = json.dumps([name, where, join_src], sort_keys=True, separators=(",", ":"))
@@ -263,7 +277,13 @@ class LeafClassRegistry:
             checks = tuple((p, compile_predicate(ops)) for p, ops in sorted(where.items()))
             lc = LeafClass(key=key, name=name, where=where, join_src=join_src, checks=checks)
             self.by_key[key] = lc
+        self._memo[frozen] = lc
         return lc
+
+    def forget(self, lc: LeafClass) -> None:
+        """Drop a leaf class nobody uses any more."""
+        self.by_key.pop(lc.key, None)
+        self._memo.pop((lc.name, lc.join_src, _freeze(lc.where)), None)
 
 
 def compile_trigger(

@@ -84,7 +84,7 @@ class TriggerIndex:
             lc.refire_uses = [u for u in lc.refire_uses if u[0] is not trigger]
             if not lc.uses:
                 self._unfile(lc)
-                self.registry.by_key.pop(lc.key, None)
+                self.registry.forget(lc)
         return trigger
 
     def _file(self, lc: LeafClass) -> None:
