@@ -213,7 +213,7 @@ def _touched(worker: Worker, step: Step) -> list[tuple[CompiledTrigger, tuple[An
     planned = worker.matcher.plan_one(step.name, step.params)
     seen: dict[tuple[str, Any], tuple[CompiledTrigger, tuple[Any, ...] | None]] = {}
     for lc, values, tk in planned.hits:
-        for trig, _ in lc.uses:
+        for trig in lc.uses:
             seen.setdefault((trig.id, tk), (trig, values))
     return [seen[k] for k in sorted(seen, key=lambda k: (k[0], str(k[1])))]
 

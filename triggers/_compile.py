@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,8 +163,14 @@ class LeafClass:
     where: dict[str, dict[str, Any]]
     join_src: tuple[str, ...]
     checks: tuple[tuple[str, Check], ...]
-    uses: list[tuple[CompiledTrigger, int]] = field(default_factory=list)
-    refire_uses: list[tuple[CompiledTrigger, int]] = field(default_factory=list)
+    uses: list[CompiledTrigger] = field(default_factory=list)
+    """The triggers with a leaf of this class (once per such leaf)."""
+    refire_uses: list[CompiledTrigger] = field(default_factory=list)
+    """The ``on_update: refire`` join triggers among them (once each)."""
+
+    def leaf_indexes(self, trig: CompiledTrigger) -> list[int]:
+        """Which of a trigger's leaves are of this class."""
+        return [i for i, k in enumerate(trig.lc_keys) if k == self.key]
 
     def accepts(self, params: Mapping[str, Any]) -> bool:
         """Whether a signal with these params satisfies the ``where`` (name checked elsewhere)."""
@@ -262,6 +269,13 @@ class LeafClassRegistry:
     def __init__(self) -> None:
         self.by_key: dict[str, LeafClass] = {}
         self._memo: dict[Any, LeafClass] = {}
+        # Immutable pieces many triggers have in common (trees, key tuples, join keys)
+        # are shared rather than repeated: a million triggers must fit in about 1 GB.
+        self._shared: dict[Any, Any] = {}
+
+    def share(self, value: Any) -> Any:
+        """One shared instance per equal immutable value."""
+        return self._shared.setdefault(value, value)
 
     def get(self, name: str, where: dict[str, dict[str, Any]], join_src: tuple[str, ...]) -> LeafClass:
         frozen = (name, join_src, _freeze(where))
@@ -291,42 +305,49 @@ def compile_trigger(
 ) -> CompiledTrigger:
     """Compile one canonical definition. Leaf classes come from (and stay in) ``registry``;
     the caller links ``lc.uses`` when it installs the trigger (see ``TriggerIndex``)."""
-    join = tuple(definition.get("join") or ())
+    share = registry.share
+    join = share(tuple(definition.get("join") or ()))
     leaves: list[CompiledLeaf] = []
 
     def walk(node: Mapping[str, Any], path: str) -> Node:
         if "signal" in node:
             join_as = node.get("join_as") or {}
-            src = tuple(join_as.get(k, k) for k in join)
+            src = share(tuple(join_as.get(k, k) for k in join))
             lc = registry.get(node["signal"], dict(node.get("where") or {}), src)
-            alias = node.get("as")
             idx = len(leaves)
-            leaves.append(CompiledLeaf(idx, alias or path, alias, path, lc))
-            return ("leaf", idx)
+            alias = node.get("as")
+            leaves.append(CompiledLeaf(idx, sys.intern(alias or path), alias, sys.intern(path), lc))
+            return share(("leaf", idx))  # type: ignore[no-any-return]
         if "all" in node:
-            return ("all", tuple(walk(c, f"{path}.all[{i}]") for i, c in enumerate(node["all"])))
+            kids = tuple(walk(c, f"{path}.all[{i}]") for i, c in enumerate(node["all"]))
+            return share(("all", kids))  # type: ignore[no-any-return]
         if "any" in node:
-            return ("any", tuple(walk(c, f"{path}.any[{i}]") for i, c in enumerate(node["any"])))
+            kids = tuple(walk(c, f"{path}.any[{i}]") for i, c in enumerate(node["any"]))
+            return share(("any", kids))  # type: ignore[no-any-return]
         spec = node["at_least"]
         kids = tuple(walk(c, f"{path}.at_least.of[{i}]") for i, c in enumerate(spec["of"]))
-        return ("atl", int(spec["count"]), kids)
+        return share(("atl", int(spec["count"]), kids))  # type: ignore[no-any-return]
 
     tree = walk(definition["when"], "when")
     all_leaves = tree[0] == "leaf" or (
         tree[0] == "all" and all(c[0] == "leaf" for c in tree[1])
     )
+    params = definition.get("params") or _NO_PARAMS
     return CompiledTrigger(
         id=definition["id"],
         version=version,
-        workflow=definition["workflow"],
+        workflow=sys.intern(definition["workflow"]),
         step=definition.get("step"),
         join=join,
         refire=definition.get("on_update", "ignore") == "refire",
-        params=dict(definition.get("params") or {}),
+        params=dict(params) if params else _NO_PARAMS,
         lookback_s=int(definition.get("lookback_s", 7 * 86400)),
-        leaves=tuple(leaves),
+        leaves=share(tuple(leaves)),
         tree=tree,
         full_mask=(1 << len(leaves)) - 1,
         all_leaves=all_leaves,
-        lc_keys=tuple(leaf.lc.key for leaf in leaves),
+        lc_keys=share(tuple(leaf.lc.key for leaf in leaves)),
     )
+
+
+_NO_PARAMS: dict[str, Any] = {}  # shared by triggers without command params; never mutated

@@ -68,9 +68,9 @@ class TriggerIndex:
             lc = leaf.lc
             if not lc.uses:
                 self._file(lc)
-            lc.uses.append((trigger, leaf.index))
+            lc.uses.append(trigger)
             if trigger.refire and trigger.join and id(lc) not in seen:
-                lc.refire_uses.append((trigger, leaf.index))
+                lc.refire_uses.append(trigger)
             seen.add(id(lc))
 
     def remove(self, trigger_id: str) -> CompiledTrigger | None:
@@ -80,8 +80,8 @@ class TriggerIndex:
             return None
         for leaf in trigger.leaves:
             lc = leaf.lc
-            lc.uses = [u for u in lc.uses if u[0] is not trigger]
-            lc.refire_uses = [u for u in lc.refire_uses if u[0] is not trigger]
+            lc.uses = [u for u in lc.uses if u is not trigger]
+            lc.refire_uses = [u for u in lc.refire_uses if u is not trigger]
             if not lc.uses:
                 self._unfile(lc)
                 self.registry.forget(lc)

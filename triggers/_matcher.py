@@ -214,23 +214,26 @@ class Matcher:
             fx.hits.append(Hit(lc.key, tk, seq))
             new = state.add_hit(lc.key, tk, seq)
             if tk == NO_JOIN:
-                for trig, leaf_idx in lc.uses:
+                for trig in dict.fromkeys(lc.uses):
                     rnd = state.rounds.get(trig.id)
                     if rnd is None:
                         rnd = state.rounds[trig.id] = Round()
-                    if seq >= trig.min_seq and rnd.offer(leaf_idx, seq):
-                        touched[(trig.id, tk)] = (trig, None)
+                    if seq < trig.min_seq:
+                        continue
+                    for leaf_idx in lc.leaf_indexes(trig):
+                        if rnd.offer(leaf_idx, seq):
+                            touched[(trig.id, tk)] = (trig, None)
                 continue
             if new:
-                for trig, _ in lc.uses:
+                for trig in lc.uses:
                     touched[(trig.id, tk)] = (trig, values)
             else:
-                for trig, _ in lc.uses:
+                for trig in lc.uses:
                     # a newer signal may bring an old leaf inside the look-back horizon
                     if trig.min_seq > 0 and state.fired_gen(trig.id, tk) is None:
                         touched[(trig.id, tk)] = (trig, values)
-            for trig, leaf_idx in lc.refire_uses:
-                refire.setdefault((trig.id, tk), (trig, values, leaf_idx))
+            for trig in lc.refire_uses:
+                refire.setdefault((trig.id, tk), (trig, values, 0))
 
         for (tid, tk), (trig, values) in touched.items():
             if tk == NO_JOIN:
@@ -268,7 +271,7 @@ class Matcher:
         fired, hits = t.fired, t.hits
         holds = self._holds
         completed: set[str] = set()
-        for trig, _ in lc.uses:
+        for trig in lc.uses:
             tid = trig.id
             if tid in fired or not (new or trig.min_seq > 0):
                 continue
@@ -284,7 +287,7 @@ class Matcher:
             if holds(hits, trig):
                 self._fire(state, trig, tk, values, 0, self._bindings(state, trig, tk), seq, fx)
                 completed.add(tid)
-        for trig, _ in lc.refire_uses:
+        for trig in lc.refire_uses:
             gen = fired.get(trig.id)
             if gen is None or trig.id in completed:
                 continue
@@ -396,13 +399,14 @@ class Matcher:
             lc = registry.get(lc_key)
             if lc is None:
                 continue
-            for trig, leaf_idx in lc.uses:
+            for trig in dict.fromkeys(lc.uses):
                 if seq < trig.min_seq:
                     continue
                 rnd = rounds.get(trig.id)
                 if rnd is None:
                     rnd = rounds[trig.id] = Round()
-                rnd.offer(leaf_idx, seq)
+                for leaf_idx in lc.leaf_indexes(trig):
+                    rnd.offer(leaf_idx, seq)
 
     # -- look-back ---------------------------------------------------------------
     def backfill_plan(

@@ -176,7 +176,8 @@ async def test_sqlite_file_locked_by_another_process(
     ],
 )
 async def test_postgres_connections_terminated_mid_batch(
-    terminations: int, kafka_bootstrap: str, make_db: MakeDb, make_worker: MakeWorker, topics: Topics, tmp_path: Path
+    terminations: int, kafka_bootstrap: str, make_db: MakeDb, make_worker: MakeWorker,
+    topics: Topics, tmp_path: Path,
 ) -> None:
     db = await make_db("postgresql")
     dbname = db.rpartition("/")[2]
@@ -186,29 +187,37 @@ async def test_postgres_connections_terminated_mid_batch(
     try:
         await st.start()
         admin = await asyncpg.connect(ADMIN_DSN)
+        rnd = random.Random(2)
+        stop = asyncio.Event()
+
+        async def hunt() -> None:
+            # Mid-batch: a backend of this database inside a transaction of the batch
+            # pipeline (holding tuple locks, or having written rows).
+            while not stop.is_set() and len(killed) < terminations:
+                rows = await admin.fetch(
+                    "SELECT pid, left(query, 60) AS q FROM pg_stat_activity "
+                    "WHERE datname = $1 AND xact_start IS NOT NULL AND "
+                    "(backend_xid IS NOT NULL OR query LIKE '%pg_advisory_xact_lock%')",
+                    dbname,
+                )
+                if rows and await admin.fetchval("SELECT pg_terminate_backend($1)", rows[0]["pid"]):
+                    killed.append(rows[0]["q"])
+                    await asyncio.sleep(rnd.uniform(0.1, 0.5))  # spacing between faults
+                else:
+                    await asyncio.sleep(0.005)
+
+        hunter = asyncio.create_task(hunt())
         try:
-            rnd = random.Random(2)
-            step = max(50, len(st.records) // (2 * terminations))
-            chunks = [st.records[i:i + step] for i in range(0, len(st.records), step)]
-            for chunk in chunks:
-                st.positions += await produce_at(kafka_bootstrap, topics.signals, chunk)
-                # Mid-batch: a backend of this database inside a transaction of the batch
-                # pipeline (holding tuple locks, or having written rows).
-                deadline = time.monotonic() + 1.5
-                while time.monotonic() < deadline and len(killed) < terminations:
-                    rows = await admin.fetch(
-                        "SELECT pid, left(query, 60) AS q FROM pg_stat_activity "
-                        "WHERE datname = $1 AND xact_start IS NOT NULL AND "
-                        "(backend_xid IS NOT NULL OR query LIKE '%pg_advisory_xact_lock%')",
-                        dbname,
-                    )
-                    if rows and await admin.fetchval("SELECT pg_terminate_backend($1)", rows[0]["pid"]):
-                        killed.append(rows[0]["q"])
-                        await asyncio.sleep(rnd.uniform(0.1, 0.5))  # spacing between faults
-                    else:
-                        await asyncio.sleep(0.005)
+            step = max(20, len(st.records) // (4 * terminations))
+            for i in range(0, len(st.records), step):
+                st.positions += await produce_at(kafka_bootstrap, topics.signals,
+                                                 st.records[i:i + step])
                 st.alive()
+                if len(killed) < terminations:
+                    await asyncio.sleep(0.1)  # a steady stream: batches in flight to hit
         finally:
+            stop.set()
+            await hunter
             await admin.close()
         ids = await st.finish()
     finally:
