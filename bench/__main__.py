@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -92,14 +93,15 @@ async def run(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     base = WorkloadConfig(triggers=a.triggers, tables=tables, seed=a.seed, days=1)
     days = a.days or max(1, math.ceil(a.signals / (tables * (1 - base.missing_rate))))
     wl = Workload(replace(base, days=days))
-    res: dict[str, Any] = {"workload": {**vars(wl.cfg)}}
+    res: dict[str, Any] = {"workload": {**vars(wl.cfg)}, "errors": {}}
     if _wanted(a, "matcher"):
         _say(f"matcher scale: {a.matcher_sizes}")
         batch = 1000 if a.smoke else 5000
-        res["matcher_scale"] = await asyncio.to_thread(
-            run_sizes, a.matcher_sizes, seed=a.seed, signals=a.matcher_signals, batch=batch)
-    need_broker = any(_wanted(a, p) for p in ("baselines", "e2e", "footprint"))
-    if not need_broker:
+        got = await _part(res["errors"], "matcher", asyncio.to_thread(
+            run_sizes, a.matcher_sizes, seed=a.seed, signals=a.matcher_signals, batch=batch))
+        if got is not None:
+            res["matcher_scale"] = got
+    if not any(_wanted(a, p) for p in ("baselines", "e2e", "footprint")):
         return res
     broker = None
     bootstrap = a.bootstrap
@@ -116,28 +118,44 @@ async def run(a: argparse.Namespace, work: Path) -> dict[str, Any]:
             res["workload"]["expected_commands"] = len(stream.expected)
             res["workload"]["generate_s"] = round(stream.generate_s, 1)
         if stream is not None and _wanted(a, "baselines"):
-            res["baselines"] = await _baselines(a, bootstrap, stream, work)
+            got = await _part(res["errors"], "baselines", _baselines(a, bootstrap, stream, work))
+            if got is not None:
+                res["baselines"] = got
         if stream is not None and _wanted(a, "e2e"):
             res["e2e"] = {}
             for db in (("sqlite", "postgresql") if a.both_dbs else (a.db,)):
                 _say(f"end to end on {db}")
-                res["e2e"][db] = await run_e2e(
+                got = await _part(res["errors"], f"e2e {db}", run_e2e(
                     wl, stream, db, bootstrap, work, rate=a.rate,
                     latency_seconds=a.latency_seconds, pg_admin=a.pg_url,
                     api_sample=min(1000, a.triggers), profile=a.profile,
-                    skip_latency=not _wanted(a, "latency"))
+                    skip_latency=not _wanted(a, "latency")))
+                if got is not None:
+                    res["e2e"][db] = got
         if _wanted(a, "footprint"):
             res["footprint"] = []
             for n in a.footprint_sizes:
                 _say(f"footprint: {n} triggers")
                 fwl = Workload(replace(base, triggers=n, tables=n))
                 # Start-up is a target at 100k; above that one start gives the RSS.
-                res["footprint"].append(await run_footprint(
+                got = await _part(res["errors"], f"footprint {n}", run_footprint(
                     fwl, bootstrap, work, profile=a.profile, restart=n <= 100_000))
+                if got is not None:
+                    res["footprint"].append(got)
     finally:
         if broker is not None:
             await broker.stop()
     return res
+
+
+async def _part(errors: dict[str, str], name: str, work: Awaitable[Any]) -> Any:
+    """Await one part; a failure is recorded in ``errors`` (exit status 1), not fatal."""
+    try:
+        return await work
+    except Exception as exc:
+        errors[name] = f"{type(exc).__name__}: {exc}"
+        _say(f"{name} failed: {errors[name]}")
+        return None
 
 
 async def _baselines(a: argparse.Namespace, bootstrap: str, stream: Stream,
@@ -175,10 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = report.write(res, a.results)
     print(report.markdown(res))
+    for part, err in res["errors"].items():
+        print(f"\nFAILED {part}: {err}")
     print(f"\nresults: {path}")
-    if not (a.keep or a.work_dir):
+    if not (a.keep or a.work_dir or res["errors"]):
         shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return 1 if res["errors"] else 0
 
 
 if __name__ == "__main__":

@@ -29,11 +29,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from signals import Signal, SignalError, SignalRef, parse_record
 from triggers import NO_JOIN, CompiledTrigger, Effects, Firing, Matcher, MatchState
 
+from .broker import BrokerError
 from .commands import build_command, encode, iso_now, partition_for
 from .config import WorkerConfig
 from .logs import get_logger
@@ -96,7 +97,7 @@ class Worker:
 
     async def run(self) -> None:
         """Run until ``stop()``; returns after a clean shutdown."""
-        await self.store.open()
+        await self._open_store()
         await self._load_triggers(at_startup=True)
         try:
             await self._start_kafka()
@@ -108,6 +109,23 @@ class Worker:
             await self._loop()
         finally:
             await self._shutdown()
+
+    async def _open_store(self) -> None:
+        """Connect and migrate; wait (with backoff, up to 60 s) while the database is
+        unreachable, then fail with its error: a wrong URL must not wait forever."""
+        delay = 0.5
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                await self.store.open()
+                return
+            except StoreError as exc:
+                if not exc.transient or self._stop.is_set() or time.monotonic() > deadline:
+                    raise
+                log.warning("database unreachable, retrying", db=self.store.safe_url,
+                            error=str(exc), retry_in_s=round(delay, 1))
+                await self._sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _start_kafka(self) -> None:
         kw = self.cfg.kafka_kwargs()
@@ -145,7 +163,7 @@ class Worker:
                     self._cmd_end[tp.partition] = off
                 self._consumer.subscribe(self.cfg.topics, listener=_Listener(self))
                 return
-            except (KafkaError, OSError) as exc:
+            except (KafkaError, OSError, BrokerError) as exc:
                 await self._close_kafka()
                 log.warning("broker unreachable, retrying", bootstrap=self.cfg.bootstrap,
                             error=str(exc) or type(exc).__name__, retry_in_s=round(delay, 1))
@@ -409,8 +427,7 @@ class Worker:
             ]
             log.warning("dead-lettered", topic=rec.topic, partition=rec.partition,
                         offset=rec.offset, error=reason)
-            futures.append(await producer.send(self.cfg.dlq_topic, rec.value, key=rec.key,
-                                               headers=headers))
+            futures.append(await self._send_dead(rec, headers))
         cmd_futures = []
         for f in fired:
             cmd_futures.append(await producer.send(
@@ -422,6 +439,33 @@ class Worker:
             end = meta.offset + 1
             if end > self._cmd_end.get(meta.partition, 0):
                 self._cmd_end[meta.partition] = end
+
+    async def _send_dead(
+        self, rec: ConsumerRecord[Any, Any], headers: list[tuple[str, bytes]]
+    ) -> Any:
+        """Copy a record to the dead-letter topic, byte for byte where Kafka allows.
+
+        Two records cannot be copied as they are: one with neither key nor value (Kafka
+        clients refuse to send it; it goes with an empty key) and one larger than a
+        produce request (it goes without its value, ``flagman-value-dropped`` giving the
+        original size; the source position headers still locate the original).
+        """
+        producer = self._producer
+        assert producer is not None
+        key, value = rec.key, rec.value
+        if key is None and value is None:
+            key = b""
+            headers = [*headers, ("flagman-null-key", b"true")]
+        try:
+            return await producer.send(self.cfg.dlq_topic, value, key=key, headers=headers)
+        except MessageSizeTooLargeError:
+            size = len(value or b"")
+            log.warning("dead letter too large to copy; sent without its value",
+                        topic=rec.topic, partition=rec.partition, offset=rec.offset, size=size)
+            return await producer.send(
+                self.cfg.dlq_topic, None, key=key if key is not None else b"",
+                headers=[*headers, ("flagman-value-dropped", str(size).encode())],
+            )
 
     async def _commit(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         assert self._consumer is not None

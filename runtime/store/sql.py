@@ -372,7 +372,9 @@ class SqlStore:
             async with self.engine.begin() as conn:
                 return await conn.run_sync(migrate)
         except (OSError, SQLAlchemyError) as exc:
-            raise StoreError(f"database {self.safe_url}: {_one_line(exc)}") from exc
+            raise StoreError(
+                f"database {self.safe_url}: {_one_line(exc)}", transient=_transient(exc)
+            ) from exc
 
     @property
     def safe_url(self) -> str:
@@ -380,6 +382,15 @@ class SqlStore:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        """A plain connection whose errors come out as ``StoreError``."""
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except (DBAPIError, SQLAlchemyError, OSError) as exc:
+            raise StoreError(_one_line(exc), transient=_transient(exc)) from exc
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlTx]:
@@ -396,7 +407,7 @@ class SqlStore:
         if not partitions:
             return []
         keep = set(partitions)
-        async with self.engine.connect() as conn:
+        async with self._reading() as conn:
             rows = await conn.execute(
                 text(
                     "SELECT command_id, workflow, command, cmd_partition, scan_from, "
@@ -416,7 +427,7 @@ class SqlStore:
             await tx.mark_published(command_ids)
 
     async def load_triggers(self, since_revision: int = 0) -> list[TriggerRow]:
-        async with self.engine.connect() as conn:
+        async with self._reading() as conn:
             rows = await conn.execute(
                 text(
                     "SELECT id, version, digest, definition, active, revision, applied_ms, min_seq, "
@@ -439,7 +450,7 @@ class SqlStore:
             )
 
     async def trigger_revision(self) -> int:
-        async with self.engine.connect() as conn:
+        async with self._reading() as conn:
             row = (await conn.execute(text("SELECT coalesce(max(revision), 0) FROM triggers"))).first()
             return int(row[0]) if row else 0
 

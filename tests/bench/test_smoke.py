@@ -23,6 +23,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     r = json.loads(out.read_text())
+    assert r["errors"] == {}
 
     e2e = r["e2e"]["sqlite"]
     thr = e2e["throughput"]

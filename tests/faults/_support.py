@@ -557,3 +557,83 @@ async def unpublished_firings(db_url: str) -> int:
 
 async def firing_count(db_url: str) -> int:
     return int((await db_query(db_url, "SELECT count(*) FROM firings"))[0][0])
+
+
+class CommitLossProxy:
+    """A TCP proxy in front of PostgreSQL that, once armed, lets one batch transaction
+    commit on the server and then cuts the connection before the client hears back:
+    the commit happened, the worker sees an error (an "ambiguous commit").
+
+    The fault is taken by the first transaction that inserted firings after ``arm()``.
+    """
+
+    def __init__(self, upstream_port: int = 5432) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self.armed = False
+        self.fired = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def url(self, db_url: str) -> str:
+        return db_url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{self.port}/")
+
+    def arm(self) -> None:
+        self.armed = True
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _client(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        sr, sw = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        cut = asyncio.Event()
+        state = {"firings": False}
+
+        async def up() -> None:  # client -> server, watching for the commit to lose
+            while data := await cr.read(65536):
+                # The firings insert carries the commands' JSON among its parameters
+                # (the statement itself is prepared once and then sent by name only).
+                if b'"command_id"' in data:
+                    state["firings"] = True
+                is_commit = b"COMMIT" in data
+                if is_commit and state["firings"] and self.armed:
+                    self.armed = False
+                    self.fired += 1
+                    cut.set()  # before the commit goes out: its answer must not get back
+                    sw.write(data)
+                    await sw.drain()
+                    return
+                sw.write(data)
+                await sw.drain()
+                if is_commit or b"ROLLBACK" in data:
+                    state["firings"] = False
+
+        async def down() -> None:  # server -> client, swallowing the commit's answer
+            while data := await sr.read(65536):
+                if cut.is_set():
+                    return
+                cw.write(data)
+                await cw.drain()
+
+        tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+        self._tasks.update(tasks)
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if cut.is_set():
+                # Let the server finish the commit (its answer arrives), then cut.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(tasks[1], 2)
+        finally:
+            for t in tasks:
+                t.cancel()
+                self._tasks.discard(t)
+            for w in (cw, sw):
+                w.close()

@@ -65,7 +65,8 @@ async def test_broker_frozen_mid_stream(
     half = len(records) // 2
     async with EmbeddedBroker(log_dir=tmp_path) as broker:
         bootstrap = broker.bootstrap
-        env = {**topics.env(), "FLAGMAN_BATCH_MAX": "25", "FLAGMAN_FETCH_WAIT_MS": "50"}
+        env = {**topics.env(), "FLAGMAN_BATCH_MAX": "25", "FLAGMAN_FETCH_WAIT_MS": "50",
+               "FLAGMAN_LOG_LEVEL": "debug"}  # "command issued" lines are counted
         worker = make_worker(bootstrap, db, env)
         worker.start()
         await worker.wait_assigned()

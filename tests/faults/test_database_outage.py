@@ -30,6 +30,7 @@ from tests.faults._support import (
     OffsetAudit,
     SqliteLocker,
     committed_offsets,
+    db_query,
     ends_of,
     events,
     produce_at,
@@ -284,3 +285,35 @@ async def test_postgres_refusing_connections(
     if busy:
         delays = [float(e["retry_in_s"]) for e in retries]
         assert len(delays) >= 3 and delays[-1] > delays[0], f"no backoff: {delays}"
+
+
+async def test_postgres_commit_acknowledgement_lost(
+    kafka_bootstrap: str, make_db: MakeDb, make_worker: MakeWorker, topics: Topics
+) -> None:
+    """The connection dies after the server committed a batch but before the worker
+    heard so (an ambiguous commit, as when a backend is terminated during COMMIT).
+    The worker retries the batch, whose signals are now all known: the commands that
+    the first attempt stored must still be published, without waiting for a restart."""
+    from tests.faults._support import CommitLossProxy
+
+    db = await make_db("postgresql")
+    proxy = CommitLossProxy()
+    await proxy.start()
+    st = Stage(kafka_bootstrap, proxy.url(db), topics, make_worker)
+    st.audit.db_url = db  # the audit reads around the proxy
+    try:
+        await st.start()
+        await st.send(0)
+        await st.wait_sent_committed()
+        proxy.arm()
+        await st.send(1)
+        ids = await st.finish()
+    finally:
+        await st.close()
+        await proxy.stop()
+    unpublished = await db_query(db, "SELECT count(*) FROM firings WHERE NOT published")
+    report("postgres commit acknowledgement lost", faults=proxy.fired,
+           expected=len(st.expected), commands=len(ids), missing=len(st.expected - set(ids)),
+           duplicates=len(ids) - len(set(ids)), unpublished_firings=unpublished[0][0])
+    assert proxy.fired == 1
+    st.check(ids)

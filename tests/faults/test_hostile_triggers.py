@@ -259,3 +259,19 @@ def test_random_text_never_crashes_the_loader(examples: int) -> None:
         _load(text)
 
     check()
+
+
+@pytest.mark.integration
+async def test_apply_errors_stay_one_line_whatever_the_keys(make_db: MakeDb, tmp_path: Path) -> None:
+    """A mapping key is user input: echoed in a path, it must not break the one-line
+    format (a newline in a key must not forge an output line such as 'applied: ...')."""
+    import asyncio
+
+    db = await make_db("sqlite")
+    path = tmp_path / "forged.yaml"
+    path.write_text('- id: forged\n  workflow: wf\n  when: {signal: s, join_as: '
+                    '{"x\\napplied: 1 created, 0 updated, 0 unchanged, 0 pruned": dt}}\n')
+    code, err, _, _ = await asyncio.to_thread(run_apply_here, db, path)
+    lines = err.strip().splitlines()
+    assert code == 1
+    assert [ln for ln in lines if not ln.startswith((f"error: {path}", "flagman apply: "))] == [], err

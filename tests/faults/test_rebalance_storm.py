@@ -6,11 +6,15 @@ are killed (SIGKILL). Afterwards: exactly the expected commands, none twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import KafkaError
 
 from tests.conftest import Topics
 from tests.faults._support import (
@@ -24,7 +28,7 @@ from tests.faults._support import (
     wait_complete,
 )
 from tests.faults.conftest import MakeDb, MakeWorker
-from tests.harness import apply_yaml, command_ids
+from tests.harness import WorkerProc, apply_yaml, command_ids, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +52,8 @@ async def test_rebalance_storm_exact_commands(
     wl = JoinWorkload(*size, seed=4)
     await apply_yaml(db, wl.yaml())
     records, expected = wl.records(), wl.expected()
-    env = {**topics.env(), "FLAGMAN_BATCH_MAX": "50", "FLAGMAN_FETCH_WAIT_MS": "50"}
+    env = {**topics.env(), "FLAGMAN_BATCH_MAX": "50", "FLAGMAN_FETCH_WAIT_MS": "50",
+           "FLAGMAN_LOG_LEVEL": "debug"}  # "command issued" lines are counted
     workers = [make_worker(kafka_bootstrap, db, env, f"w{i}") for i in range(SLOTS)]
     rnd = random.Random(8)
     joins, clean_leaves, kills, exits = 0, 0, 0, []
@@ -83,6 +88,11 @@ async def test_rebalance_storm_exact_commands(
                     exits.append(await asyncio.to_thread(w.terminate))
                     clean_leaves += 1
                 else:
+                    # SIGKILL only once the group has settled: the embedded broker
+                    # (tansu 0.6) never completes a rebalance whose elected leader dies
+                    # between JoinGroup and SyncGroup (see docs/reliability.md).
+                    await wait_until(lambda: _settled(workers), timeout=90,
+                                     what="the group to settle before a kill")
                     w.kill9()
                     kills += 1
         await producer
@@ -116,3 +126,85 @@ async def test_rebalance_storm_exact_commands(
     assert set(dlq) == bad
     assert all(code == 0 for code in exits), f"a worker did not leave cleanly: {exits}"
     assert joins + clean_leaves + kills >= storm_s / 5, "the storm was too calm"
+
+
+async def _settled(workers: list[WorkerProc]) -> bool:
+    """Every live worker holds its latest assignment, and together they hold every
+    partition once."""
+    alive = [w for w in workers if w.alive()]
+    held: list[str] = []
+    known: set[str] = set()
+    for w in workers:
+        known |= {p for e in events(w, "partitions assigned") for p in e["partitions"]}
+    for w in alive:
+        last = [e for e in w.log_lines() if e.get("event") in ("partitions assigned", "partitions revoked")]
+        if not last or last[-1]["event"] != "partitions assigned":
+            return False
+        held += last[-1]["partitions"]
+    return bool(alive) and len(held) == len(set(held)) and set(held) == known
+
+
+async def test_sigterm_while_a_rebalance_is_held_up_stops_the_worker_promptly(
+    kafka_bootstrap: str, make_db: MakeDb, make_worker: MakeWorker, topics: Topics
+) -> None:
+    """A rebalance can take long: another member may be slow to give its partitions up
+    (a batch stuck on the database, a slow callback). A worker asked to stop meanwhile
+    must stop, not wait for the group to settle and take an assignment first."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.abc import ConsumerRebalanceListener
+
+    from runtime.broker import ensure_topics
+
+    db = await make_db("sqlite")
+    await apply_yaml(db, "- id: each\n  workflow: wf\n  when: {signal: s}\n  join: [n]\n")
+    await ensure_topics(kafka_bootstrap, {topics.signals: 3, topics.commands: 3, topics.dlq: 3})
+    holding, release, assigned = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    class SlowToRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+        async def on_partitions_revoked(self, revoked: object) -> None:
+            if revoked:
+                holding.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(release.wait(), 60)
+
+        async def on_partitions_assigned(self, got: object) -> None:
+            assigned.set()
+
+    other = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=topics.group,
+                             session_timeout_ms=10000, heartbeat_interval_ms=1000,
+                             max_poll_interval_ms=90000, enable_auto_commit=False)
+    await other.start()
+    other.subscribe([topics.signals], listener=SlowToRevoke())
+
+    async def drive() -> None:
+        while True:
+            with contextlib.suppress(KafkaError):
+                await other.getmany(timeout_ms=200)
+
+    driver = asyncio.create_task(drive())
+    worker = make_worker(kafka_bootstrap, db, topics.env())
+    try:
+        await asyncio.wait_for(assigned.wait(), 60)
+        worker.start()
+        await asyncio.wait_for(holding.wait(), 60)  # the worker's join is now held up
+
+        async def joining() -> bool:
+            return bool(events(worker, "worker ready"))
+
+        await wait_until(joining, timeout=60, what="the worker to be ready and joining")
+        assert worker.proc is not None
+        asked = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.to_thread(worker.proc.wait, 10)
+        except subprocess.TimeoutExpired:
+            code = None
+        waited = time.monotonic() - asked
+    finally:
+        release.set()
+        driver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await driver
+        await other.stop()
+    report("sigterm during a held-up rebalance", exited=code, waited_s=round(waited, 1))
+    assert code == 0, f"SIGTERM ignored for {waited:.0f}s while the group was rebalancing"
