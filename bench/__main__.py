@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     work = a.work_dir or Path(tempfile.mkdtemp(prefix="flagman-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    load_before = os.getloadavg()
     res = asyncio.run(run(a, work))
     res["targets"] = [] if a.smoke else report.targets(res)
     res["meta"] = {
@@ -190,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1), "smoke": a.smoke,
         "machine": report.machine(), "work_dir": str(work),
+        # Anything else running on the machine skews every number: say how busy it was.
+        "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
+        "loadavg_1_5_15_after": [round(x, 2) for x in os.getloadavg()],
     }
     path = report.write(res, a.results)
     print(report.markdown(res))

@@ -89,6 +89,7 @@ class Worker:
         self._to_mark: list[str] = []
         self._last_reload = 0.0
         self._recent: OrderedDict[str, None] = OrderedDict()
+        self._attempts = 0
 
     # -- lifecycle ---------------------------------------------------------------
     def stop(self) -> None:
@@ -174,22 +175,26 @@ class Worker:
         for client in (self._consumer, self._producer):
             if client is not None:
                 try:
-                    await client.stop()
-                except Exception as exc:  # closing a half-started client
-                    log.debug("client stop failed", error=str(exc))
+                    # Leaving the group waits for a rebalance in progress: bound it.
+                    await asyncio.wait_for(client.stop(), 5)
+                except Exception as exc:  # closing a half-started client, or a timeout
+                    log.debug("client stop failed", error=str(exc) or type(exc).__name__)
         self._consumer = self._producer = None
 
     async def _shutdown(self) -> None:
         try:
             if self._to_mark:
                 try:
-                    await self.store.mark_published(self._to_mark)
+                    await asyncio.wait_for(self.store.mark_published(self._to_mark), 10)
                     self._to_mark = []
-                except StoreError as exc:
-                    log.warning("could not mark published at shutdown", error=str(exc))
+                except (StoreError, TimeoutError) as exc:
+                    # harmless: the next start finds them on the command topic
+                    log.warning("could not mark published at shutdown",
+                                error=str(exc) or type(exc).__name__)
         finally:
             await self._close_kafka()
-            await self.store.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.store.close(), 10)
             log.info("worker stopped", **self.metrics.snapshot())
 
     async def _sleep(self, seconds: float) -> None:
@@ -199,8 +204,19 @@ class Worker:
     async def _loop(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
+        stopping = asyncio.ensure_future(self._stop.wait())
         while not self._stop.is_set():
-            batch = await consumer.getmany(timeout_ms=500, max_records=self.cfg.batch_max)
+            fetch = asyncio.ensure_future(
+                consumer.getmany(timeout_ms=500, max_records=self.cfg.batch_max)
+            )
+            # A rebalance can hold getmany up for long; a stop request must not wait for it.
+            await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, KafkaError):
+                    await fetch
+                break
+            batch = fetch.result()
             async with self._lock:
                 if batch:
                     await self.process(batch)
@@ -298,7 +314,9 @@ class Worker:
             )
             return firing_rows, [i for i, s in enumerate(seqs) if s is None]
 
+        attempts_before = self._attempts
         fired, dup_idx = await self._with_retry(tx_body)
+        retried = self._attempts - attempts_before > 1
         stored_dups = len(dup_idx)
         for i in dup_idx:
             rec, s = good[i]
@@ -310,6 +328,10 @@ class Worker:
         self.metrics.add(signals=len(good) - stored_dups, duplicates=dups,
                          dead_lettered=len(dead), commands=len(fired), batches=1)
         await self._publish(fired, dead)
+        if retried:
+            # An attempt may have committed on the server while we lost the connection:
+            # its commands are stored, and this attempt saw its signals as duplicates.
+            await self.recover(list(batch))
         await self._commit(batch)
         log.info("batch done", records=sum(len(r) for r in batch.values()),
                  signals=len(good) - stored_dups, duplicates=dups, dead_lettered=len(dead),
@@ -340,6 +362,7 @@ class Worker:
     async def _with_retry(self, body: Any) -> Any:
         delay = 0.1
         while True:
+            self._attempts += 1
             try:
                 async with self.store.transaction() as tx:
                     return await body(tx)

@@ -344,8 +344,11 @@ class SqlStore:
         self.is_postgres = u.drivername.startswith("postgresql")
         self.wm = Watermarks()
         if self.is_postgres:
+            # Bounded waits: a connection whose peer went silent must fail (and the batch
+            # be retried), not hang the worker.
             self.engine: AsyncEngine = create_async_engine(
-                url, pool_size=pool_size, pool_pre_ping=True
+                url, pool_size=pool_size, pool_pre_ping=True,
+                connect_args={"timeout": 10, "command_timeout": 60},
             )
         else:
             if u.database and u.database != ":memory:":
