@@ -26,10 +26,12 @@ from tests.faults._support import (
     BAD_RECORDS,
     JoinWorkload,
     PortBroker,
+    assert_alive,
     committed_offsets,
     cpu_seconds,
     dlq_by_position,
     ends_of,
+    epoch_ms,
     events,
     free_port,
     produce_at,
@@ -38,7 +40,7 @@ from tests.faults._support import (
     wait_complete,
 )
 from tests.faults.conftest import MakeDb, MakeWorker
-from tests.harness import WorkerProc, apply_yaml, command_ids, wait_until
+from tests.harness import apply_yaml, command_ids, wait_until
 from triggers import command_id
 
 pytestmark = pytest.mark.integration
@@ -98,7 +100,7 @@ async def test_broker_frozen_mid_stream(
 
         bad = {pos for rec, pos in zip(records, positions, strict=True) if rec in BAD_RECORDS}
         await wait_complete(bootstrap, topics.commands, topics.group, topics.signals, expected,
-                            ends_of(positions), timeout=180, alive=lambda: _alive(worker))
+                            ends_of(positions), timeout=180, alive=lambda: assert_alive(worker))
         recovered_s = time.monotonic() - resumed_at
         assert worker.terminate() == 0
         ids = await command_ids(bootstrap, topics.commands)
@@ -157,7 +159,7 @@ async def test_worker_started_while_broker_down(
         retries = events(worker, "broker unreachable, retrying")
         assert retries, "no 'broker unreachable, retrying' log line while the broker was down"
         delays = [float(e["retry_in_s"]) for e in retries]
-        first_line_s = _wall(retries[0]["timestamp"]) - started_wall
+        first_line_s = epoch_ms(retries[0]["timestamp"]) / 1000 - started_wall
         assert all(e.get("bootstrap") == bootstrap and e.get("error") for e in retries)
         assert delays == sorted(delays) and (len(delays) < 3 or delays[-1] > delays[0]), delays
 
@@ -190,13 +192,3 @@ async def test_worker_started_while_broker_down(
             await frozen.stop()
         else:
             await broker.stop()
-
-
-def _alive(worker: WorkerProc) -> None:
-    assert worker.alive(), worker.log_path.read_text()[-3000:]
-
-
-def _wall(iso: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -9,9 +9,9 @@ malformed record must be dead-lettered.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,6 +19,7 @@ from tests.conftest import Topics
 from tests.faults._support import (
     BAD_RECORDS,
     JoinWorkload,
+    assert_alive,
     committed_offsets,
     dlq_by_position,
     ends_of,
@@ -29,7 +30,7 @@ from tests.faults._support import (
     wait_complete,
 )
 from tests.faults.conftest import MakeDb, MakeWorker
-from tests.harness import WorkerProc, apply_yaml, command_ids
+from tests.harness import apply_yaml, command_ids
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +48,8 @@ LONG_SIZE = {"triggers": 1000, "tables": 2000, "days": 50, "kills": 24, "linger"
     ],
 )
 async def test_sigkill_storm_exact_commands(
-    size: dict[str, float], backend: str, kafka_bootstrap: str, make_db: MakeDb, make_worker: MakeWorker,
-    topics: Topics, tmp_path: Path,
+    size: dict[str, float], backend: str, kafka_bootstrap: str, make_db: MakeDb,
+    make_worker: MakeWorker, topics: Topics,
 ) -> None:
     db = await make_db(backend)
     wl = JoinWorkload(int(size["triggers"]), int(size["tables"]), int(size["days"]), seed=11)
@@ -57,7 +58,8 @@ async def test_sigkill_storm_exact_commands(
     kills = int(size["kills"])
     chunks = [records[i * len(records) // (kills + 1):(i + 1) * len(records) // (kills + 1)]
               for i in range(kills + 1)]
-    env = {**topics.env(), "FLAGMAN_BATCH_MAX": "25" if kills < 10 else "200", "FLAGMAN_FETCH_WAIT_MS": "50"}
+    env = {**topics.env(), "FLAGMAN_BATCH_MAX": "25" if kills < 10 else "200",
+           "FLAGMAN_FETCH_WAIT_MS": "50"}
     worker = make_worker(kafka_bootstrap, db, env)
     rnd = random.Random(5)
     started = time.monotonic()
@@ -76,7 +78,7 @@ async def test_sigkill_storm_exact_commands(
         bad_positions |= {pos for rec, pos in zip(chunk, at, strict=True) if rec in BAD_RECORDS}
         # The kill point is the fault itself: a random moment of start-up and recovery
         # (early), or of the work on the chunk just sent.
-        await _hold(rnd.uniform(0.2, 2.5) if early else rnd.uniform(0, size["linger"]))
+        await asyncio.sleep(rnd.uniform(0.2, 2.5) if early else rnd.uniform(0, size["linger"]))
         worker.kill9()
         before_assignment += early
         committed = await committed_offsets(kafka_bootstrap, topics.group, topics.signals)
@@ -88,7 +90,7 @@ async def test_sigkill_storm_exact_commands(
 
     await wait_complete(kafka_bootstrap, topics.commands, topics.group, topics.signals, expected,
                         ends_of(positions), timeout=600 if kills > 10 else 120,
-                        alive=lambda: _alive(worker))
+                        alive=lambda: assert_alive(worker))
     await worker.wait_assigned()
     assert worker.terminate() == 0, "SIGTERM must stop the worker cleanly"
 
@@ -111,11 +113,3 @@ async def test_sigkill_storm_exact_commands(
     assert sum(1 for b in backlog_at_kill if b > 0) >= kills // 2, "kills must land mid-stream"
 
 
-async def _hold(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
-
-
-def _alive(worker: WorkerProc) -> None:
-    assert worker.alive(), worker.log_path.read_text()[-3000:]

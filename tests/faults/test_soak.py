@@ -3,7 +3,10 @@
 The stream looks like a busy warehouse: 200 tables land partitions for a moving window
 of ``dt`` values (a new ``dt`` opens every 2 s; signals go to the 5 newest), re-runs
 of a partition are new signals (explicit ids), 3% are re-sent duplicates and 0.1% are
-malformed. 100 join triggers each wait for two tables on the same ``dt``.
+malformed. 100 join triggers each wait for two tables on the same ``dt``. A second
+shape churns through tuples (a new ``dt`` every 50 ms, signals over the 100 newest) with
+the worker's in-memory state capped at 100 tuples, so tuples are evicted and reloaded
+from the database all the time: memory must stay flat and the commands exact.
 
 Measured, and held to:
 * the worker's memory (RSS) is flat: the median of the last fifth within 10% of the
@@ -31,9 +34,11 @@ from tests.conftest import Topics
 from tests.faults._support import (
     MiB,
     Paced,
+    assert_alive,
     commands,
     committed_offsets,
     cpu_seconds,
+    epoch_ms,
     percentile,
     report,
     rss_bytes,
@@ -48,14 +53,28 @@ pytestmark = pytest.mark.integration
 
 TABLES = 200
 TRIGGERS = 100
-WINDOW = 5
-DT_EVERY_S = 2.0
+
+
+class Shape:
+    """How the join tuples move: a new ``dt`` every ``dt_every_s``, signals spread over
+    the ``window`` newest, and the worker's in-memory state capped at ``max_tuples``."""
+
+    def __init__(self, dt_every_s: float, window: int, max_tuples: int | None = None) -> None:
+        self.dt_every_s, self.window, self.max_tuples = dt_every_s, window, max_tuples
+
+
+# A warehouse: a new day every 2 s, late partitions up to 5 days back.
+STEADY = Shape(2.0, 5)
+# Tuple churn: a new dt every 50 ms, signals over the 100 newest, and a state cap of
+# 100 tuples: the worker evicts and reloads tuples all the time.
+CHURN = Shape(0.05, 100, max_tuples=100)
 
 
 class SoakStream:
     """Generates the stream tick by tick and keeps what the referee needs."""
 
-    def __init__(self, seed: int = 1) -> None:
+    def __init__(self, shape: Shape, seed: int = 1) -> None:
+        self.shape = shape
         self.rnd = random.Random(seed)
         pick = random.Random(f"{seed}:triggers")
         self.specs = [tuple(pick.sample(range(TABLES), 2)) for _ in range(TRIGGERS)]
@@ -72,7 +91,7 @@ class SoakStream:
         )
 
     def tick(self, n: int, elapsed_s: float) -> list[bytes]:
-        newest = int(elapsed_s / DT_EVERY_S)
+        newest = int(elapsed_s / self.shape.dt_every_s)
         out = []
         for _ in range(n):
             r = self.rnd.random()
@@ -82,7 +101,7 @@ class SoakStream:
             if r < 0.031:
                 out.append(b'{"name": "table_ready", "params": {"table": null}}')
                 continue
-            d = max(0, newest - self.rnd.randrange(WINDOW))
+            d = max(0, newest - self.rnd.randrange(self.shape.window))
             t = self.rnd.randrange(TABLES)
             self.sent += 1
             rec = json.dumps({"name": "table_ready", "id": f"r{self.sent}",
@@ -106,23 +125,29 @@ class SoakStream:
 
 
 @pytest.mark.parametrize(
-    ("rate", "duration_s", "backend"),
+    ("rate", "duration_s", "shape"),
     [
-        pytest.param(1000, 20.0, "sqlite", id="short-sqlite"),
-        pytest.param(5000, 600.0, "sqlite", id="long-sqlite",
+        pytest.param(1000, 15.0, STEADY, id="short-steady"),
+        pytest.param(1000, 15.0, CHURN, id="short-churn"),
+        pytest.param(5000, 600.0, STEADY, id="long-steady",
                      marks=[pytest.mark.slow, pytest.mark.timeout(2400)]),
+        pytest.param(2000, 180.0, CHURN, id="long-churn",
+                     marks=[pytest.mark.slow, pytest.mark.timeout(1200)]),
     ],
 )
 async def test_soak_steady_rate(
-    rate: int, duration_s: float, backend: str, make_db: MakeDb, make_worker: MakeWorker,
+    rate: int, duration_s: float, shape: Shape, make_db: MakeDb, make_worker: MakeWorker,
     topics: Topics, tmp_path: Path,
 ) -> None:
-    db = await make_db(backend)
-    stream = SoakStream()
+    db = await make_db("sqlite")
+    stream = SoakStream(shape)
     await apply_yaml(db, stream.yaml())
     async with EmbeddedBroker(log_dir=tmp_path) as broker:
         bootstrap = broker.bootstrap
-        worker = make_worker(bootstrap, db, topics.env())
+        env = topics.env()
+        if shape.max_tuples is not None:
+            env["FLAGMAN_STATE_MAX_TUPLES"] = str(shape.max_tuples)
+        worker = make_worker(bootstrap, db, env)
         worker.start()
         await worker.wait_assigned()
         assert worker.proc is not None
@@ -154,13 +179,13 @@ async def test_soak_steady_rate(
         send_s = time.monotonic() - started
         expected = stream.expected()
         await wait_complete(bootstrap, topics.commands, topics.group, topics.signals, expected, ends,
-                            timeout=max(120, duration_s), alive=lambda: _alive(worker))
+                            timeout=max(120, duration_s), alive=lambda: assert_alive(worker))
         drain_s = time.monotonic() - started - send_s
         assert worker.terminate() == 0
         cmds = await commands(bootstrap, topics.commands)
 
     ids = [c["command_id"] for c in cmds]
-    lat = [(c["_ts"], c["_ts"] - max(_ms(s["time"]) for s in c["signals"])) for c in cmds]
+    lat = [(c["_ts"], c["_ts"] - max(epoch_ms(s["time"]) for s in c["signals"])) for c in cmds]
     lat.sort()
     fifth = max(1, len(lat) // 5)
     lat_start = [v for _, v in lat[:fifth]]
@@ -175,7 +200,8 @@ async def test_soak_steady_rate(
     unpub_end = max(s["unpublished"] for s in last)
     span = max(1e-9, samples[-1]["t"] - samples[0]["t"])
     cpu = {k: round((samples[-1][k] - samples[0][k]) / span, 2) for k in ("cpu", "broker_cpu", "own_cpu")}
-    report("soak", backend=backend, rate=rate, seconds=duration_s, produced=produced,
+    report("soak", store="sqlite", dt_every_s=shape.dt_every_s, window=shape.window,
+           state_max_tuples=shape.max_tuples, tuples=len(stream.landed), rate=rate, seconds=duration_s, produced=produced,
            achieved_rate=round(produced / send_s), drain_after_stop_s=round(drain_s, 1),
            rss_mib_start=round(rss_start / MiB, 1), rss_mib_end=round(rss_end / MiB, 1),
            rss_growth_pct=round(100 * (rss_end - rss_start) / rss_start, 1),
@@ -195,14 +221,3 @@ async def test_soak_steady_rate(
     assert unpub_end <= 5000, f"firings left unpublished: {unpub_end}"
 
 
-def _ms(iso: str) -> int:
-    from datetime import datetime
-
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def _alive(worker: object) -> None:
-    from tests.harness import WorkerProc
-
-    assert isinstance(worker, WorkerProc)
-    assert worker.alive(), worker.log_path.read_text()[-3000:]
