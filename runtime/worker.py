@@ -269,7 +269,7 @@ class Worker:
             fx.hits += one.hits
             fx.firings += one.firings
         await tx.insert_hits(fx.hits)
-        rows = await self._firing_rows(tx, fx.firings, {}, None)
+        rows = await self._firing_rows(tx, fx.firings, {})
         await tx.insert_firings(rows)
         return rows
 
@@ -306,7 +306,7 @@ class Worker:
             refs = {
                 seq: _ref(seq, rec, s) for seq, (rec, s) in zip(seqs, good, strict=True) if seq
             }
-            firing_rows = await self._firing_rows(tx, fx.firings, refs, None)
+            firing_rows = await self._firing_rows(tx, fx.firings, refs)
             await tx.insert_firings(firing_rows)
             await tx.mark_published(self._to_mark)
             await tx.dead_letters(
@@ -382,8 +382,9 @@ class Worker:
                 delay = min(delay * 2, 5.0)
 
     async def _firing_rows(
-        self, tx: SqlTx, firings: list[Firing], refs: dict[int, SignalRef], _: Any
+        self, tx: SqlTx, firings: list[Firing], refs: dict[int, SignalRef]
     ) -> list[FiringRow]:
+        """Render the commands of these firings (``refs`` plus stored signals as needed)."""
         if not firings:
             return []
         missing = {s for f in firings for s in f.bindings.values() if s not in refs}
