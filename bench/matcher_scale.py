@@ -6,7 +6,9 @@ the work per signal is held fixed: the same probe (1k triggers over 1k tables, a
 same 50k signals of those tables, in batches of 5000 as the worker takes them) runs with
 0, 9k, 99k and 999k further background triggers installed, generated the same way over
 other tables (``bg.*``) that the probe's signals never name. Each size runs in its own
-process, so one size's heap and garbage collector do not weigh on the next.
+process, so one size's heap and garbage collector do not weigh on the next. The stream
+is run three times from an empty state and the best pass is reported (all three are
+kept): on a shared two-core machine the best pass is the one least disturbed by others.
 
 ``python -m bench.matcher_scale --triggers N`` prints one size's result as JSON.
 """
@@ -30,6 +32,7 @@ from .workload import Workload, WorkloadConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE_TRIGGERS = 1000
+PASSES = 3
 
 
 def measure(total: int, *, seed: int, signals: int, batch: int,
@@ -52,32 +55,39 @@ def measure(total: int, *, seed: int, signals: int, batch: int,
     build_s = time.perf_counter() - t0
     rss_built = proc.memory_info().rss
     stream = list(probe_wl.signal_params(signals))
-    state = MatchState()
-    per_batch: list[float] = []
-    hits = firings = 0
-    seq = 1
-    for i in range(0, len(stream), batch):
-        part = stream[i : i + batch]
-        t = time.perf_counter()
-        plan = m.plan(part)
-        fx = m.apply(state, plan, range(seq, seq + len(part)))
-        per_batch.append((time.perf_counter() - t) / len(part) * 1e6)
-        seq += len(part)
-        if i:  # the first batch warms up and is left out
-            hits += len(fx.hits)
-            firings += len(fx.firings)
-    timed = per_batch[1:] or per_batch
-    n = len(stream) - (batch if len(per_batch) > 1 else 0)
+    passes = [_pass(m, stream, batch) for _ in range(PASSES)]
+    best = min(passes, key=lambda p: p["us_per_signal"])
     return {
         "triggers": len(m.index), "probe_triggers": probe, "signals": len(stream),
         "build_s": round(build_s, 1), "rss_mib": round(rss_built / 2**20, 1),
         "matcher_mib": round((rss_built - rss0) / 2**20, 1),
-        "us_per_signal": round(sum(timed) / len(timed), 2),
-        "us_per_signal_median_batch": round(sorted(timed)[len(timed) // 2], 2),
-        "us_per_signal_worst_batch": round(max(timed), 2),
-        "hits_per_signal": round(hits / max(n, 1), 3),
-        "firings_per_signal": round(firings / max(n, 1), 3),
+        "us_per_signal": best["us_per_signal"],
+        "us_per_signal_passes": [p["us_per_signal"] for p in passes],
+        "us_per_signal_worst_batch": max(p["worst_batch"] for p in passes),
+        "hits_per_signal": best["hits_per_signal"],
+        "firings_per_signal": best["firings_per_signal"],
     }
+
+
+def _pass(m: Matcher, stream: list[tuple[str, dict[str, Any]]], batch: int) -> dict[str, Any]:
+    """The whole stream once, from an empty state, in batches; µs per signal."""
+    state = MatchState()
+    spent = 0.0
+    worst = 0.0
+    hits = firings = 0
+    for i in range(0, len(stream), batch):
+        part = stream[i : i + batch]
+        t = time.perf_counter()
+        plan = m.plan(part)
+        fx = m.apply(state, plan, range(i + 1, i + 1 + len(part)))
+        dt = time.perf_counter() - t
+        spent += dt
+        worst = max(worst, dt / len(part) * 1e6)
+        hits += len(fx.hits)
+        firings += len(fx.firings)
+    n = max(len(stream), 1)
+    return {"us_per_signal": round(spent / n * 1e6, 2), "worst_batch": round(worst, 2),
+            "hits_per_signal": round(hits / n, 3), "firings_per_signal": round(firings / n, 3)}
 
 
 def run_sizes(sizes: list[int], *, seed: int, signals: int, batch: int,

@@ -22,8 +22,7 @@ class WorkerProcess:
     """One worker process; its stderr (JSON log lines) goes to ``log_path``."""
 
     def __init__(self, bootstrap: str, db_url: str, topics: dict[str, str], log_path: Path,
-                 *, extra_env: dict[str, str] | None = None,
-                 wrapper: list[str] | None = None) -> None:
+                 *, extra_env: dict[str, str] | None = None) -> None:
         self.env = {
             **os.environ,
             "FLAGMAN_BOOTSTRAP": bootstrap, "FLAGMAN_DB": db_url,
@@ -33,7 +32,6 @@ class WorkerProcess:
             "PYTHONPATH": str(ROOT), **(extra_env or {}),
         }
         self.log_path = log_path
-        self.wrapper = wrapper or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.started_wall = 0.0
@@ -47,7 +45,7 @@ class WorkerProcess:
         self.started_at = time.monotonic()
         self.started_wall = time.time()
         self.proc = subprocess.Popen(
-            [*self.wrapper, sys.executable, "-m", "runtime.cli", "worker"],
+            [sys.executable, "-m", "runtime.cli", "worker"],
             env=self.env, stdout=log, stderr=log, cwd=ROOT,
         )
         log.close()
@@ -115,12 +113,8 @@ class WorkerProcess:
         return float(ev["_t"])
 
     def rss_mib(self) -> float:
-        """Resident set size of the worker (and any wrapper's children), in MiB."""
-        proc = psutil.Process(self.pid)
-        total = proc.memory_info().rss
-        for child in proc.children(recursive=True):
-            total += child.memory_info().rss
-        return float(total) / 2**20
+        """Resident set size of the worker, in MiB."""
+        return float(psutil.Process(self.pid).memory_info().rss) / 2**20
 
     def cpu_seconds(self) -> float:
         t = psutil.Process(self.pid).cpu_times()
