@@ -24,7 +24,7 @@ from sqlalchemy import text
 
 from runtime.apply import apply_definitions
 from runtime.store.sql import SqlStore
-from triggers._spec import TriggerDef
+from triggers import TriggerDef, compact_form
 
 from .workload import Workload
 
@@ -67,10 +67,10 @@ class BenchDb:
             await conn.close()
 
 
-def _row(canon: dict[str, Any]) -> tuple[str, str]:
-    """(digest, definition text) exactly as ``apply`` stores them."""
+def _row(canon: dict[str, Any]) -> tuple[str, str, str]:
+    """(digest, definition text, compact form) exactly as ``apply`` stores them."""
     digest = hashlib.sha256(rfc8785.dumps(canon)).hexdigest()
-    return digest, json.dumps(canon, sort_keys=True)
+    return digest, json.dumps(canon, sort_keys=True), compact_form(canon)
 
 
 async def load_triggers(url: str, wl: Workload, *, api_sample: int = 1000) -> dict[str, Any]:
@@ -87,11 +87,11 @@ async def load_triggers(url: str, wl: Workload, *, api_sample: int = 1000) -> di
         t2 = time.perf_counter()
         async with store.transaction() as tx:
             rows = (await tx.c.execute(text(
-                "SELECT id, digest, definition, min_seq, revision FROM triggers"))).fetchall()
+                "SELECT id, digest, definition, min_seq, revision, compiled FROM triggers"))).fetchall()
         stored = {r[0]: r for r in rows}
         for d in sample:
             r = stored[d["id"]]
-            if (r[1], r[2]) != _row(d):
+            if (r[1], r[2], r[5]) != _row(d):
                 raise RuntimeError(f"bulk rows would differ from apply's for {d['id']}")
         min_seq = stored[sample[0]["id"]][3] if sample else 1
         rev = max((r[4] for r in rows), default=0)
@@ -114,7 +114,7 @@ async def _bulk(store: SqlStore, defs: Iterator[dict[str, Any]], min_seq: int, r
     n = 0
     trig_sql = text(
         "INSERT INTO triggers (id, version, digest, definition, active, revision, applied_ms, "
-        "min_seq, backfilled) VALUES (:i, 1, :d, :def, :a, :r, :t, :m, 0)")
+        "min_seq, backfilled, compiled) VALUES (:i, 1, :d, :def, :a, :r, :t, :m, 0, :c)")
     ver_sql = text(
         "INSERT INTO trigger_versions (id, version, digest, definition, action, applied_ms) "
         "VALUES (:i, 1, :d, :def, 'created', :t)")
@@ -122,9 +122,9 @@ async def _bulk(store: SqlStore, defs: Iterator[dict[str, Any]], min_seq: int, r
         chunk: list[dict[str, Any]] = []
         for d in defs:
             rev += 1
-            digest, body = _row(d)
+            digest, body, compiled = _row(d)
             chunk.append({"i": d["id"], "d": digest, "def": body, "a": True, "r": rev, "t": now,
-                          "m": min_seq})
+                          "m": min_seq, "c": compiled})
             if len(chunk) >= _CHUNK:
                 await tx.c.execute(trig_sql, chunk)
                 await tx.c.execute(ver_sql, chunk)

@@ -6,7 +6,8 @@ the work per signal is held fixed: the same probe (1k triggers over 1k tables, a
 same 50k signals of those tables, in batches of 5000 as the worker takes them) runs with
 0, 9k, 99k and 999k further background triggers installed, generated the same way over
 other tables (``bg.*``) that the probe's signals never name. Each size runs in its own
-process, so one size's heap and garbage collector do not weigh on the next. The stream
+process, so one size's heap and garbage collector do not weigh on the next. As in the
+worker, the collector is off while the triggers are built and the result is frozen. The stream
 is run three times from an empty state and the best pass is reported (all three are
 kept): on a shared two-core machine the best pass is the one least disturbed by others.
 
@@ -16,6 +17,7 @@ kept): on a shared two-core machine the best pass is the one least disturbed by 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import subprocess
 import sys
@@ -44,6 +46,8 @@ def measure(total: int, *, seed: int, signals: int, batch: int,
     base = WorkloadConfig(triggers=probe, tables=probe, seed=seed)
     probe_wl = Workload(base)
     m = Matcher()
+    # as the worker loads triggers: no collections while building, the result frozen
+    gc.disable()
     t0 = time.perf_counter()
     sources = [probe_wl]
     if total > probe:
@@ -53,6 +57,9 @@ def measure(total: int, *, seed: int, signals: int, batch: int,
         for d in wl.definitions():
             m.index.install(compile_trigger(d, 1, m.index.registry))
     build_s = time.perf_counter() - t0
+    m.index.registry.settle()
+    gc.enable()
+    gc.freeze()
     rss_built = proc.memory_info().rss
     stream = list(probe_wl.signal_params(signals))
     passes = [_pass(m, stream, batch) for _ in range(PASSES)]

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from triggers import TriggerDef, diff_definitions, load_paths
+from triggers import TriggerDef, compact_form, diff_definitions, load_paths
 
 from .store.sql import SqlStore
 
@@ -111,6 +111,7 @@ async def apply_definitions(
             params = {
                 "i": tid, "v": version, "d": digest, "def": json.dumps(stored, sort_keys=True),
                 "a": active, "r": rev, "t": now, "m": horizons[lookback], "act": action,
+                "c": compact_form(stored),
             }
             (updates if tid in current else inserts).append(params)
             history.append(params)
@@ -118,7 +119,8 @@ async def apply_definitions(
             await conn.execute(
                 text(
                     "UPDATE triggers SET version = :v, digest = :d, definition = :def, "
-                    "active = :a, revision = :r, applied_ms = :t, min_seq = :m WHERE id = :i"
+                    "active = :a, revision = :r, applied_ms = :t, min_seq = :m, compiled = :c "
+                    "WHERE id = :i"
                 ),
                 updates,
             )
@@ -126,7 +128,8 @@ async def apply_definitions(
             await conn.execute(
                 text(
                     "INSERT INTO triggers (id, version, digest, definition, active, revision, "
-                    "applied_ms, min_seq, backfilled) VALUES (:i, :v, :d, :def, :a, :r, :t, :m, 0)"
+                    "applied_ms, min_seq, backfilled, compiled) "
+                    "VALUES (:i, :v, :d, :def, :a, :r, :t, :m, 0, :c)"
                 ),
                 inserts,
             )

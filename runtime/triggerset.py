@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from triggers import CompiledTrigger, Matcher, compile_trigger
+from triggers import (
+    CompiledTrigger,
+    LeafClassRegistry,
+    Matcher,
+    compile_compact,
+    compile_trigger,
+)
 
-from .store.base import TriggerRow
+from .store.base import StoredTrigger, TriggerRow
+from .store.sql import SqlStore
 
 
 @dataclass(slots=True)
@@ -17,30 +26,53 @@ class TriggerSet:
     revision: int = 0
     backfilled: dict[str, int] = field(default_factory=dict)
 
-    def absorb(self, rows: list[TriggerRow]) -> list[CompiledTrigger]:
+    async def load(self, store: SqlStore) -> tuple[list[CompiledTrigger], int]:
+        """Absorb every row changed since ``revision``, page by page; returns the
+        triggers installed that may need a backfill (see ``absorb``) and the row count."""
+        fresh: dict[str, CompiledTrigger] = {}
+        n = 0
+        async for rows in store.trigger_pages(self.revision):
+            n += len(rows)
+            self._absorb(rows, fresh)
+        self.matcher.index.registry.settle()
+        return list(fresh.values()), n
+
+    def absorb(self, rows: Iterable[TriggerRow | StoredTrigger]) -> list[CompiledTrigger]:
         """Install/replace/remove triggers from stored rows (ordered by revision).
 
         Returns the installed triggers whose look-back has not been evaluated for this
         version (by this or any worker), i.e. those needing a backfill.
         """
-        index = self.matcher.index
         fresh: dict[str, CompiledTrigger] = {}
+        self._absorb(rows, fresh)
+        self.matcher.index.registry.settle()
+        return list(fresh.values())
+
+    def _absorb(self, rows: Iterable[TriggerRow | StoredTrigger],
+                fresh: dict[str, CompiledTrigger]) -> None:
+        index = self.matcher.index
+        registry = index.registry
+        installed = index.triggers
+        backfilled = self.backfilled
+        ints: dict[int, int] = {}  # one int object per distinct horizon, not one per trigger
         for row in rows:
-            self.revision = max(self.revision, row.revision)
+            if row.revision > self.revision:
+                self.revision = row.revision
             if not row.active:
                 index.remove(row.id)
                 fresh.pop(row.id, None)
+                backfilled.pop(row.id, None)
                 continue
-            current = index.triggers.get(row.id)
+            current = installed.get(row.id)
             if current is not None and current.version == row.version:
                 continue
-            trig = compile_trigger(row.definition, row.version, index.registry)
+            trig = _compile(row, registry)
             # seqs start at 1: a horizon of 1 excludes nothing, and 0 keeps the hot path
-            trig.min_seq = row.min_seq if row.min_seq > 1 else 0
+            min_seq = row.min_seq if row.min_seq > 1 else 0
+            trig.min_seq = ints.setdefault(min_seq, min_seq)
             index.install(trig)
             fresh[row.id] = trig
-            self.backfilled[row.id] = row.backfilled
-        return list(fresh.values())
+            backfilled[row.id] = row.backfilled
 
     def needs_backfill(self, trig: CompiledTrigger, *, at_startup: bool) -> bool:
         """At start-up only versions nobody evaluated yet; while running, every new version
@@ -48,3 +80,20 @@ class TriggerSet:
         if not at_startup:
             return True
         return self.backfilled.get(trig.id, 0) < trig.version
+
+
+def _compile(row: TriggerRow | StoredTrigger, registry: LeafClassRegistry) -> CompiledTrigger:
+    """From the stored compact form, or from the definition when a row has none.
+
+    Migration 2 fills the column for rows stored before it existed; a future change of
+    the compact format must likewise come with a migration that rewrites the column.
+    """
+    compiled = getattr(row, "compiled", None)
+    if compiled:
+        return compile_compact(row.id, row.version, compiled, registry)
+    definition = row.definition
+    if definition is None:
+        raise ValueError(f"trigger {row.id}: no stored definition to compile")
+    if isinstance(definition, str):
+        definition = json.loads(definition)
+    return compile_trigger(definition, row.version, registry)

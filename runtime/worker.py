@@ -235,9 +235,20 @@ class Worker:
             log.warning("trigger reload failed", error=str(exc))
 
     async def _load_triggers(self, *, at_startup: bool) -> None:
-        rows = await self.store.load_triggers(self.triggers.revision)
-        installed = self.triggers.absorb(rows)
-        if rows:
+        import gc
+
+        # A load allocates a few objects per trigger, all long-lived: collecting while it
+        # runs only rescans them (it made loading 3-4x slower). After it, freeze them:
+        # full collections then skip the trigger set instead of taking seconds.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            installed, n_rows = await self.triggers.load(self.store)
+        finally:
+            if enabled:
+                gc.enable()
+        gc.freeze()
+        if n_rows:
             log.info("triggers loaded", revision=self.triggers.revision,
                      changed=len(installed), total=len(self.matcher.index))
         todo = [t for t in installed if self.triggers.needs_backfill(t, at_startup=at_startup)]

@@ -6,6 +6,8 @@ from ._compile import (
     LeafClass,
     LeafClassRegistry,
     command_id,
+    compact_form,
+    compile_compact,
     compile_trigger,
     tuple_key,
 )
@@ -39,6 +41,8 @@ __all__ = [
     "TriggerIndex",
     "TupleState",
     "command_id",
+    "compact_form",
+    "compile_compact",
     "compile_trigger",
     "diff_definitions",
     "load_paths",

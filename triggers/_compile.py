@@ -17,7 +17,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
@@ -151,26 +151,85 @@ def compile_predicate(ops: Mapping[str, Any]) -> Check:
     return lambda v: v is not MISSING and all(c(v) for c in checks)
 
 
+_LIST_OPS = frozenset(("in", "not_in"))
+_SHAPES: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def _shape(param: str, op: str) -> tuple[str, str]:
+    key = (param, op)
+    return _SHAPES.setdefault(key, (sys.intern(param), sys.intern(op)))
+
+
 # --- compiled structures ---------------------------------------------------------
+#
+# Sizes matter here: a worker holds every trigger, and a million triggers must fit in
+# about 1 GiB all-in (some 900 bytes a trigger, leaf classes included). So a trigger is
+# one small slotted object pointing at shared pieces: its ``_Form`` (tree, labels,
+# aliases, join keys: identical for most triggers), its params and workflow (shared when
+# equal) and its leaf classes. ``CompiledLeaf`` objects are made on demand.
 
 
-@dataclass(slots=True, eq=False)
 class LeafClass:
-    """Signals of one name, one ``where`` and one way of reading the join tuple."""
+    """Signals of one name, one ``where`` and one way of reading the join tuple.
 
-    key: str
-    name: str
-    where: dict[str, dict[str, Any]]
-    join_src: tuple[str, ...]
-    checks: tuple[tuple[str, Check], ...]
-    uses: list[CompiledTrigger] = field(default_factory=list)
-    """The triggers with a leaf of this class (once per such leaf)."""
-    refire_uses: list[CompiledTrigger] = field(default_factory=list)
-    """The ``on_update: refire`` join triggers among them (once each)."""
+    Kept small (a million triggers hold about a million of them). A ``where`` of one
+    param and one operator (``{table: {eq: db.orders}}``, the usual case) is kept as a
+    shared (param, operator) pair and the bound, which the index holds anyway; any other
+    as its JSON text. Checks are compiled on first use, and the index sets ``exact``
+    when finding the class by its indexed predicate already proves that it accepts.
+    """
+
+    __slots__ = ("key", "name", "join_src", "_shape", "_bound", "exact", "_checks", "uses",
+                 "refire_uses")
+
+    def __init__(self, key: str, name: str, join_src: tuple[str, ...],
+                 where: Mapping[str, Mapping[str, Any]]) -> None:
+        self.key = key
+        self.name = name
+        self.join_src = join_src
+        self._shape: tuple[str, str] | None = None
+        self._bound: Any = None
+        if len(where) == 1:
+            ((param, ops),) = where.items()
+            if len(ops) == 1:
+                ((op, bound),) = ops.items()
+                self._shape = _shape(param, op)
+                self._bound = tuple(bound) if op in _LIST_OPS else bound
+        if self._shape is None:
+            self._bound = _spec_text(where)
+        self.exact = False
+        self._checks: tuple[tuple[str, Check], ...] | None = None
+        self.uses: list[CompiledTrigger] | tuple[CompiledTrigger, ...] = ()
+        """The triggers with a leaf of this class (once per such leaf)."""
+        self.refire_uses: list[CompiledTrigger] | tuple[CompiledTrigger, ...] = ()
+        """The ``on_update: refire`` join triggers among them (once each)."""
+
+    def __repr__(self) -> str:
+        return f"LeafClass({self.key}, {self.name}, {self.where})"
+
+    @property
+    def where(self) -> dict[str, dict[str, Any]]:
+        """The ``where`` mapping (a fresh copy)."""
+        if self._shape is None:
+            where: dict[str, dict[str, Any]] = json.loads(self._bound)
+            return where
+        param, op = self._shape
+        bound = list(self._bound) if op in _LIST_OPS else self._bound
+        return {param: {op: bound}}
+
+    @property
+    def checks(self) -> tuple[tuple[str, Check], ...]:
+        """(param, check) per param of the ``where``, compiled on first use."""
+        checks = self._checks
+        if checks is None:
+            checks = self._checks = tuple(
+                (p, compile_predicate(ops)) for p, ops in sorted(self.where.items())
+            )
+        return checks
 
     def leaf_indexes(self, trig: CompiledTrigger) -> list[int]:
         """Which of a trigger's leaves are of this class."""
-        return [i for i, k in enumerate(trig.lc_keys) if k == self.key]
+        return [i for i, lc in enumerate(trig.lcs) if lc is self]
 
     def accepts(self, params: Mapping[str, Any]) -> bool:
         """Whether a signal with these params satisfies the ``where`` (name checked elsewhere)."""
@@ -202,38 +261,110 @@ class CompiledLeaf:
 Node = tuple[Any, ...]
 
 
-@dataclass(slots=True, eq=False)
+class _Form:
+    """What triggers of one shape have in common: tree, leaf labels, join, refire, look-back."""
+
+    __slots__ = ("tree", "all_leaves", "full_mask", "labels", "aliases", "paths", "join",
+                 "refire", "lookback_s")
+
+    def __init__(self, text: str) -> None:
+        join, refire, lookback_s, aliases, tree = json.loads(text)
+        paths: list[str] = [""] * len(aliases)
+
+        def walk(node: Any, path: str) -> Node:
+            if node.__class__ is int:
+                paths[node] = sys.intern(path)
+                return ("leaf", node)
+            tag = node[0]
+            if tag == "atl":
+                kids = tuple(walk(c, f"{path}.at_least.of[{i}]") for i, c in enumerate(node[2]))
+                return ("atl", node[1], kids)
+            kids = tuple(walk(c, f"{path}.{tag}[{i}]") for i, c in enumerate(node[1]))
+            return (tag, kids)
+
+        self.tree = walk(tree, "when")
+        self.all_leaves = self.tree[0] == "leaf" or (
+            self.tree[0] == "all" and all(c[0] == "leaf" for c in self.tree[1])
+        )
+        self.full_mask = (1 << len(aliases)) - 1
+        self.aliases = tuple(None if a is None else sys.intern(a) for a in aliases)
+        self.paths = tuple(paths)
+        self.labels = tuple(a or p for a, p in zip(self.aliases, self.paths, strict=True))
+        self.join = tuple(sys.intern(k) for k in join)
+        self.refire = bool(refire)
+        self.lookback_s = int(lookback_s)
+
+
 class CompiledTrigger:
     """A trigger as the matcher runs it."""
 
-    id: str
-    version: int
-    workflow: str
-    step: str | None
-    join: tuple[str, ...]
-    refire: bool
-    params: dict[str, Any]
-    lookback_s: int
-    leaves: tuple[CompiledLeaf, ...]
-    tree: Node
-    full_mask: int
-    all_leaves: bool
-    lc_keys: tuple[str, ...] = ()
-    """The leaves' class keys, in leaf order (the hot check reads only these)."""
-    min_seq: int = 0
-    """Look-back horizon: signals with a lower seq never count for this trigger."""
+    __slots__ = ("id", "version", "workflow", "step", "params", "form", "lcs", "all_leaves",
+                 "min_seq")
+
+    def __init__(self, id: str, version: int, workflow: str, step: str | None,
+                 params: dict[str, Any], form: _Form, lcs: tuple[LeafClass, ...]) -> None:
+        self.id = id
+        self.version = version
+        self.workflow = workflow
+        self.step = step
+        self.params = params
+        self.form = form
+        self.lcs = lcs
+        """The leaves' classes, in leaf order (the hot checks read only these)."""
+        self.all_leaves = form.all_leaves
+        """The tree is an ``all`` of plain leaves: satisfied when every leaf is."""
+        self.min_seq = 0
+        """Look-back horizon: signals with a lower seq never count for this trigger."""
+
+    def __repr__(self) -> str:
+        return f"CompiledTrigger({self.id!r}, v{self.version})"
+
+    @property
+    def join(self) -> tuple[str, ...]:
+        return self.form.join
+
+    @property
+    def refire(self) -> bool:
+        return self.form.refire
+
+    @property
+    def lookback_s(self) -> int:
+        return self.form.lookback_s
+
+    @property
+    def tree(self) -> Node:
+        return self.form.tree
+
+    @property
+    def full_mask(self) -> int:
+        return self.form.full_mask
+
+    @property
+    def lc_keys(self) -> tuple[str, ...]:
+        """The leaves' class keys, in leaf order."""
+        return tuple(lc.key for lc in self.lcs)
+
+    @property
+    def leaves(self) -> tuple[CompiledLeaf, ...]:
+        """The leaves (made on each call: read them once per use)."""
+        f = self.form
+        return tuple(
+            CompiledLeaf(i, f.labels[i], f.aliases[i], f.paths[i], lc)
+            for i, lc in enumerate(self.lcs)
+        )
 
     def satisfied(self, mask: int) -> bool:
         """Whether the condition tree holds when exactly the leaves in ``mask`` are satisfied."""
         if self.all_leaves:
-            return mask == self.full_mask
-        return _eval(self.tree, mask)
+            return mask == self.form.full_mask
+        return _eval(self.form.tree, mask)
 
     def join_object(self, values: tuple[Any, ...] | None) -> dict[str, Any] | None:
-        if not self.join:
+        join = self.form.join
+        if not join:
             return None
         assert values is not None
-        return dict(zip(self.join, values, strict=True))
+        return dict(zip(join, values, strict=True))
 
 
 def _eval(node: Node, mask: int) -> bool:
@@ -254,50 +385,157 @@ def _eval(node: Node, mask: int) -> bool:
     return False
 
 
-def _freeze(v: Any) -> Any:
-    """A hashable, order-insensitive image of a JSON value (type-tagged scalars)."""
-    if isinstance(v, dict):
-        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
-    if isinstance(v, list):
-        return ("[", *(_freeze(x) for x in v))
-    return (v.__class__.__name__, v)
+# --- the compact form ---------------------------------------------------------------
+#
+# ``apply`` stores, beside each canonical definition, its compact form: text that a
+# worker turns into a ``CompiledTrigger`` with a few splits and dictionary look-ups, no
+# JSON decoding and no hashing for leaf classes it already knows. Parts are separated
+# by RS (JSON text never holds a raw control character):
+#
+#   TAG RS form RS params RS [workflow, step] RS leaf RS leaf ...
+#
+# ``form`` is ``[join, refire, lookback_s, aliases, tree]`` (tree: a leaf index, or
+# ``["all"|"any", [kids]]``, ``["atl", k, [kids]]``); each leaf is its class key (24
+# hex digits) followed by the class spec ``[name, where, join_src]``.
+
+COMPACT_TAG = "c1"
+_RS = "\x1e"
+_KEY_LEN = 24
+
+
+def _spec_text(value: Any) -> str:
+    # Sorted-key JSON is stable across processes and versions, which is all a key
+    # needs; it is several times faster than the RFC 8785 encoder.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def leaf_class_key(spec: str) -> str:
+    """A leaf class's key: the first 24 hex digits of SHA-256 of its spec text."""
+    return hashlib.sha256(spec.encode()).hexdigest()[:_KEY_LEN]
+
+
+def compact_form(definition: Mapping[str, Any]) -> str:
+    """The compact form of a canonical definition (see above)."""
+    join = list(definition.get("join") or ())
+    leaves: list[str] = []
+    aliases: list[str | None] = []
+
+    def walk(node: Mapping[str, Any]) -> Any:
+        if "signal" in node:
+            join_as = node.get("join_as") or {}
+            spec = _spec_text(
+                [node["signal"], dict(node.get("where") or {}), [join_as.get(k, k) for k in join]]
+            )
+            leaves.append(leaf_class_key(spec) + spec)
+            aliases.append(node.get("as"))
+            return len(leaves) - 1
+        if "all" in node:
+            return ["all", [walk(c) for c in node["all"]]]
+        if "any" in node:
+            return ["any", [walk(c) for c in node["any"]]]
+        spec = node["at_least"]
+        return ["atl", int(spec["count"]), [walk(c) for c in spec["of"]]]
+
+    tree = walk(definition["when"])
+    form = _spec_text([join, definition.get("on_update", "ignore") == "refire",
+                       int(definition.get("lookback_s", 7 * 86400)), aliases, tree])
+    head = _spec_text([definition["workflow"], definition.get("step")])
+    params = _spec_text(definition.get("params") or {})
+    return _RS.join([COMPACT_TAG, form, params, head, *leaves])
+
+
+_MEMO_MAX = 1 << 16
 
 
 class LeafClassRegistry:
-    """Interns leaf classes so identical leaves across triggers share one object."""
+    """Interns leaf classes so identical leaves across triggers share one object, and
+    shares the other pieces triggers have in common (forms, params, workflows)."""
 
     def __init__(self) -> None:
         self.by_key: dict[str, LeafClass] = {}
-        self._memo: dict[Any, LeafClass] = {}
-        # Immutable pieces many triggers have in common (trees, key tuples, join keys)
-        # are shared rather than repeated: a million triggers must fit in about 1 GB.
+        self._forms: dict[str, _Form] = {}
+        self._params: dict[str, dict[str, Any]] = {"{}": _NO_PARAMS}
+        self._heads: dict[str, tuple[str, str | None]] = {}
         self._shared: dict[Any, Any] = {}
+        self.unfiled: dict[str, dict[str, dict[str, Any]]] = {}
+        """``where`` of classes made but not yet indexed (the index takes it from here
+        rather than decoding ``spec`` a second time)."""
 
     def share(self, value: Any) -> Any:
         """One shared instance per equal immutable value."""
         return self._shared.setdefault(value, value)
 
-    def get(self, name: str, where: dict[str, dict[str, Any]], join_src: tuple[str, ...]) -> LeafClass:
-        frozen = (name, join_src, _freeze(where))
-        lc = self._memo.get(frozen)
-        if lc is not None and self.by_key.get(lc.key) is lc:
-            return lc
-        # Sorted-key JSON is stable across processes and versions, which is all a key
-        # needs; it is several times faster than the RFC 8785 encoder.
-        text = json.dumps([name, where, join_src], sort_keys=True, separators=(",", ":"))
-        key = hashlib.sha256(text.encode()).hexdigest()[:24]
+    def add(self, key: str, spec: str) -> LeafClass:
+        """The class with this key, made from its spec text if new."""
         lc = self.by_key.get(key)
         if lc is None:
-            checks = tuple((p, compile_predicate(ops)) for p, ops in sorted(where.items()))
-            lc = LeafClass(key=key, name=name, where=where, join_src=join_src, checks=checks)
+            name, where, src = json.loads(spec)
+            lc = LeafClass(key, sys.intern(name), self.share(tuple(src)), where)
             self.by_key[key] = lc
-        self._memo[frozen] = lc
+            self.unfiled[key] = where
         return lc
+
+    def get(self, name: str, where: dict[str, dict[str, Any]], join_src: tuple[str, ...]) -> LeafClass:
+        """The class of a leaf given by its parts."""
+        spec = _spec_text([name, where, join_src])
+        return self.add(leaf_class_key(spec), spec)
 
     def forget(self, lc: LeafClass) -> None:
         """Drop a leaf class nobody uses any more."""
-        self.by_key.pop(lc.key, None)
-        self._memo.pop((lc.name, lc.join_src, _freeze(lc.where)), None)
+        if self.by_key.get(lc.key) is lc:
+            del self.by_key[lc.key]
+        self.unfiled.pop(lc.key, None)
+
+    def settle(self) -> None:
+        """Forget the memos of a load (what they shared stays shared)."""
+        self._params = {"{}": _NO_PARAMS}
+        self._heads = {}
+
+    def form(self, text: str) -> _Form:
+        f = self._forms.get(text)
+        if f is None:
+            if len(self._forms) >= _MEMO_MAX:
+                self._forms.clear()
+            f = self._forms[text] = _Form(text)
+        return f
+
+    def params(self, text: str) -> dict[str, Any]:
+        p = self._params.get(text)
+        if p is None:
+            if len(self._params) >= _MEMO_MAX:
+                self._params.clear()
+                self._params["{}"] = _NO_PARAMS
+            p = self._params[text] = json.loads(text)
+        return p
+
+    def head(self, text: str) -> tuple[str, str | None]:
+        h = self._heads.get(text)
+        if h is None:
+            if len(self._heads) >= _MEMO_MAX:
+                self._heads.clear()
+            workflow, step = json.loads(text)
+            h = self._heads[text] = (sys.intern(workflow), None if step is None else sys.intern(step))
+        return h
+
+
+def compile_compact(
+    trigger_id: str, version: int, text: str, registry: LeafClassRegistry
+) -> CompiledTrigger:
+    """A ``CompiledTrigger`` from its compact form (``compact_form``); leaf classes come
+    from (and stay in) ``registry``. Raises ``ValueError`` for text of another format."""
+    parts = text.split(_RS)
+    if parts[0] != COMPACT_TAG or len(parts) < 5:
+        raise ValueError("not a compact trigger form of this version")
+    workflow, step = registry.head(parts[3])
+    get = registry.by_key.get
+    lcs = []
+    for leaf in parts[4:]:
+        lc = get(leaf[:_KEY_LEN])
+        if lc is None:
+            lc = registry.add(leaf[:_KEY_LEN], leaf[_KEY_LEN:])
+        lcs.append(lc)
+    return CompiledTrigger(trigger_id, version, workflow, step, registry.params(parts[2]),
+                           registry.form(parts[1]), tuple(lcs))
 
 
 def compile_trigger(
@@ -305,49 +543,7 @@ def compile_trigger(
 ) -> CompiledTrigger:
     """Compile one canonical definition. Leaf classes come from (and stay in) ``registry``;
     the caller links ``lc.uses`` when it installs the trigger (see ``TriggerIndex``)."""
-    share = registry.share
-    join = share(tuple(definition.get("join") or ()))
-    leaves: list[CompiledLeaf] = []
-
-    def walk(node: Mapping[str, Any], path: str) -> Node:
-        if "signal" in node:
-            join_as = node.get("join_as") or {}
-            src = share(tuple(join_as.get(k, k) for k in join))
-            lc = registry.get(node["signal"], dict(node.get("where") or {}), src)
-            idx = len(leaves)
-            alias = node.get("as")
-            leaves.append(CompiledLeaf(idx, sys.intern(alias or path), alias, sys.intern(path), lc))
-            return share(("leaf", idx))  # type: ignore[no-any-return]
-        if "all" in node:
-            kids = tuple(walk(c, f"{path}.all[{i}]") for i, c in enumerate(node["all"]))
-            return share(("all", kids))  # type: ignore[no-any-return]
-        if "any" in node:
-            kids = tuple(walk(c, f"{path}.any[{i}]") for i, c in enumerate(node["any"]))
-            return share(("any", kids))  # type: ignore[no-any-return]
-        spec = node["at_least"]
-        kids = tuple(walk(c, f"{path}.at_least.of[{i}]") for i, c in enumerate(spec["of"]))
-        return share(("atl", int(spec["count"]), kids))  # type: ignore[no-any-return]
-
-    tree = walk(definition["when"], "when")
-    all_leaves = tree[0] == "leaf" or (
-        tree[0] == "all" and all(c[0] == "leaf" for c in tree[1])
-    )
-    params = definition.get("params") or _NO_PARAMS
-    return CompiledTrigger(
-        id=definition["id"],
-        version=version,
-        workflow=sys.intern(definition["workflow"]),
-        step=definition.get("step"),
-        join=join,
-        refire=definition.get("on_update", "ignore") == "refire",
-        params=dict(params) if params else _NO_PARAMS,
-        lookback_s=int(definition.get("lookback_s", 7 * 86400)),
-        leaves=share(tuple(leaves)),
-        tree=tree,
-        full_mask=(1 << len(leaves)) - 1,
-        all_leaves=all_leaves,
-        lc_keys=share(tuple(leaf.lc.key for leaf in leaves)),
-    )
+    return compile_compact(definition["id"], version, compact_form(definition), registry)
 
 
 _NO_PARAMS: dict[str, Any] = {}  # shared by triggers without command params; never mutated

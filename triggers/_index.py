@@ -5,46 +5,106 @@ Leaf classes are bucketed by signal name, then by one equality-like predicate
 (looked up by the prefixes of the param value whose lengths occur in the bucket).
 Only leaf classes with neither fall back to a per-name list that is scanned. A
 signal therefore touches the leaf classes that can use it, whatever the number of
-triggers installed.
+triggers installed. A class whose ``where`` is just its indexed predicate is
+``exact``: being found proves it accepts the signal, and no check runs.
+
+A slot holds one leaf class, or a list when several share the key (most keys have one).
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._compile import CompiledTrigger, LeafClass, LeafClassRegistry, value_key
 
+_Slot = LeafClass | list[LeafClass]
+
 
 class _NameBucket:
-    __slots__ = ("eq", "prefix", "prefix_lengths", "scan")
+    __slots__ = ("eq", "prefix", "prefix_lengths", "prefix_counts", "scan")
 
     def __init__(self) -> None:
-        self.eq: dict[str, dict[Any, list[LeafClass]]] = {}
-        self.prefix: dict[str, dict[str, list[LeafClass]]] = {}
+        self.eq: dict[str, dict[Any, _Slot]] = {}
+        self.prefix: dict[str, dict[str, _Slot]] = {}
         self.prefix_lengths: dict[str, list[int]] = {}
+        """Per param, the sorted distinct lengths of its prefixes."""
+        self.prefix_counts: dict[str, dict[int, int]] = {}
+        """Per param, how many prefixes have each length."""
         self.scan: list[LeafClass] = []
 
     def empty(self) -> bool:
         return not (self.eq or self.prefix or self.scan)
 
 
-def _index_entry(lc: LeafClass) -> tuple[str, str, list[Any]]:
-    """How a leaf class is filed: ("eq", param, keys) | ("prefix", param, [p]) | ("scan", "", [])."""
-    where = lc.where
+def _index_entry(where: Mapping[str, Mapping[str, Any]]) -> tuple[str, str, list[Any], bool]:
+    """How a leaf class is filed: ("eq", param, keys) | ("prefix", param, [p]) | ("scan", "",
+    []), and whether that predicate is its whole ``where``."""
+    alone = len(where) == 1
     for param in sorted(where):
         ops = where[param]
         if "eq" in ops:
-            return ("eq", param, [value_key(ops["eq"])])
+            return ("eq", param, [value_key(ops["eq"])], alone and len(ops) == 1)
     for param in sorted(where):
         ops = where[param]
         if "in" in ops:
-            return ("eq", param, sorted({value_key(v) for v in ops["in"]}, key=repr))
+            keys = sorted({value_key(v) for v in ops["in"]}, key=repr)
+            return ("eq", param, keys, alone and len(ops) == 1)
     for param in sorted(where):
         ops = where[param]
         if "prefix" in ops:
-            return ("prefix", param, [ops["prefix"]])
-    return ("scan", "", [])
+            return ("prefix", param, [ops["prefix"]], alone and len(ops) == 1)
+    return ("scan", "", [], False)
+
+
+def _put(slots: dict[Any, _Slot], k: Any, lc: LeafClass) -> None:
+    cur = slots.get(k)
+    if cur is None:
+        slots[k] = lc
+    elif cur.__class__ is list:
+        cur.append(lc)
+    else:
+        slots[k] = [cur, lc]  # type: ignore[list-item]
+
+
+def _take(slots: dict[Any, _Slot], k: Any, lc: LeafClass) -> bool:
+    """Remove ``lc`` from a slot; True when the key is gone."""
+    cur = slots.get(k)
+    if cur is None:
+        return True
+    if cur.__class__ is list:
+        rest = [x for x in cur if x is not lc]
+        if len(rest) > 1:
+            slots[k] = rest
+            return False
+        if rest:
+            slots[k] = rest[0]
+            return False
+    elif cur is not lc:
+        return False
+    del slots[k]
+    return True
+
+
+_SMALL = 8
+_Uses = list[CompiledTrigger] | tuple[CompiledTrigger, ...]
+
+
+def _with(uses: _Uses, trigger: CompiledTrigger) -> _Uses:
+    """``uses`` plus one: a tuple while small (most leaf classes have one to three
+    users, and a tuple of one is half a list's size), a list beyond."""
+    if uses.__class__ is list:
+        uses.append(trigger)
+        return uses
+    if len(uses) < _SMALL:
+        return (*uses, trigger)
+    return [*uses, trigger]
+
+
+def _without(uses: _Uses, trigger: CompiledTrigger) -> _Uses:
+    rest = [u for u in uses if u is not trigger]
+    return rest if len(rest) > _SMALL else tuple(rest)
 
 
 class TriggerIndex:
@@ -63,25 +123,24 @@ class TriggerIndex:
         if trigger.id in self.triggers:
             self.remove(trigger.id)
         self.triggers[trigger.id] = trigger
-        seen: set[int] = set()
-        for leaf in trigger.leaves:
-            lc = leaf.lc
+        for lc in trigger.lcs:
             if not lc.uses:
                 self._file(lc)
-            lc.uses.append(trigger)
-            if trigger.refire and trigger.join and id(lc) not in seen:
-                lc.refire_uses.append(trigger)
-            seen.add(id(lc))
+            lc.uses = _with(lc.uses, trigger)
+        form = trigger.form
+        if form.refire and form.join:
+            for lc in dict.fromkeys(trigger.lcs):
+                lc.refire_uses = _with(lc.refire_uses, trigger)
 
     def remove(self, trigger_id: str) -> CompiledTrigger | None:
         """Uninstall a trigger; leaf classes nobody uses any more leave the index."""
         trigger = self.triggers.pop(trigger_id, None)
         if trigger is None:
             return None
-        for leaf in trigger.leaves:
-            lc = leaf.lc
-            lc.uses = [u for u in lc.uses if u is not trigger]
-            lc.refire_uses = [u for u in lc.refire_uses if u is not trigger]
+        for lc in trigger.lcs:
+            lc.uses = _without(lc.uses, trigger)
+            if lc.refire_uses:
+                lc.refire_uses = _without(lc.refire_uses, trigger)
             if not lc.uses:
                 self._unfile(lc)
                 self.registry.forget(lc)
@@ -91,15 +150,29 @@ class TriggerIndex:
         bucket = self._names.get(lc.name)
         if bucket is None:
             bucket = self._names[lc.name] = _NameBucket()
-        kind, param, keys = _index_entry(lc)
+        where = self.registry.unfiled.pop(lc.key, None)
+        kind, param, keys, exact = _index_entry(lc.where if where is None else where)
+        lc.exact = exact
         if kind == "eq":
-            by_value = bucket.eq.setdefault(param, {})
+            by_value = bucket.eq.get(param)
+            if by_value is None:
+                by_value = bucket.eq[param] = {}
             for k in keys:
-                by_value.setdefault(k, []).append(lc)
+                _put(by_value, k, lc)
         elif kind == "prefix":
-            by_prefix = bucket.prefix.setdefault(param, {})
-            by_prefix.setdefault(keys[0], []).append(lc)
-            bucket.prefix_lengths[param] = sorted({len(p) for p in by_prefix})
+            by_prefix = bucket.prefix.get(param)
+            if by_prefix is None:
+                by_prefix = bucket.prefix[param] = {}
+                bucket.prefix_lengths[param] = []
+                bucket.prefix_counts[param] = {}
+            p = keys[0]
+            if p not in by_prefix:
+                counts = bucket.prefix_counts[param]
+                n = counts.get(len(p), 0)
+                counts[len(p)] = n + 1
+                if n == 0:
+                    bisect.insort(bucket.prefix_lengths[param], len(p))
+            _put(by_prefix, p, lc)
         else:
             bucket.scan.append(lc)
 
@@ -107,29 +180,28 @@ class TriggerIndex:
         bucket = self._names.get(lc.name)
         if bucket is None:
             return
-        kind, param, keys = _index_entry(lc)
+        kind, param, keys, _ = _index_entry(lc.where)
         if kind == "eq":
             by_value = bucket.eq.get(param, {})
             for k in keys:
-                lst = [x for x in by_value.get(k, []) if x is not lc]
-                if lst:
-                    by_value[k] = lst
-                else:
-                    by_value.pop(k, None)
+                _take(by_value, k, lc)
             if not by_value:
                 bucket.eq.pop(param, None)
         elif kind == "prefix":
             by_prefix = bucket.prefix.get(param, {})
-            lst = [x for x in by_prefix.get(keys[0], []) if x is not lc]
-            if lst:
-                by_prefix[keys[0]] = lst
-            else:
-                by_prefix.pop(keys[0], None)
-            if by_prefix:
-                bucket.prefix_lengths[param] = sorted({len(p) for p in by_prefix})
-            else:
+            p = keys[0]
+            if p in by_prefix and _take(by_prefix, p, lc):
+                counts = bucket.prefix_counts[param]
+                n = counts.pop(len(p), 0) - 1
+                if n > 0:
+                    counts[len(p)] = n
+                else:
+                    lengths = bucket.prefix_lengths[param]
+                    del lengths[bisect.bisect_left(lengths, len(p))]
+            if not by_prefix:
                 bucket.prefix.pop(param, None)
                 bucket.prefix_lengths.pop(param, None)
+                bucket.prefix_counts.pop(param, None)
         else:
             bucket.scan = [x for x in bucket.scan if x is not lc]
         if bucket.empty():
@@ -145,9 +217,12 @@ class TriggerIndex:
             v = params.get(param)
             if v is None:
                 continue
-            lst = by_value.get(value_key(v))
-            if lst:
-                found.extend(lst)
+            x = by_value.get(value_key(v))
+            if x is not None:
+                if x.__class__ is list:
+                    found.extend(x)
+                else:
+                    found.append(x)  # type: ignore[arg-type]
         for param, by_prefix in bucket.prefix.items():
             v = params.get(param)
             if v.__class__ is not str:
@@ -156,12 +231,15 @@ class TriggerIndex:
             for length in bucket.prefix_lengths[param]:
                 if length > n:
                     break
-                lst = by_prefix.get(v[:length])
-                if lst:
-                    found.extend(lst)
+                x = by_prefix.get(v[:length])
+                if x is not None:
+                    if x.__class__ is list:
+                        found.extend(x)
+                    else:
+                        found.append(x)  # type: ignore[arg-type]
         if bucket.scan:
             found.extend(bucket.scan)
-        return [lc for lc in found if lc.accepts(params)]
+        return [lc for lc in found if lc.exact or lc.accepts(params)]
 
     def names(self) -> Iterable[str]:
         return self._names.keys()

@@ -251,9 +251,9 @@ class Matcher:
                 continue
             bindings = self._bindings(state, trig, tk)
             mine = {lc.key for lc, _, t in planned.hits if t == tk}
-            for leaf in trig.leaves:
-                if leaf.lc.key in mine:
-                    bindings[leaf.index] = seq
+            for i, leaf_lc in enumerate(trig.lcs):
+                if leaf_lc.key in mine:
+                    bindings[i] = seq
             self._fire(state, trig, tk, values, gen + 1, bindings, seq, fx)
 
     def _one_simple(
@@ -276,8 +276,8 @@ class Matcher:
             if tid in fired or not (new or trig.min_seq > 0):
                 continue
             if trig.all_leaves and trig.min_seq == 0:
-                for k in trig.lc_keys:
-                    if k not in hits:
+                for leaf_lc in trig.lcs:
+                    if leaf_lc.key not in hits:
                         break
                 else:
                     self._fire(state, trig, tk, values, 0, self._bindings(state, trig, tk),
@@ -292,9 +292,9 @@ class Matcher:
             if gen is None or trig.id in completed:
                 continue
             bindings = self._bindings(state, trig, tk)
-            for leaf in trig.leaves:
-                if leaf.lc is lc:
-                    bindings[leaf.index] = seq
+            for i, leaf_lc in enumerate(trig.lcs):
+                if leaf_lc is lc:
+                    bindings[i] = seq
             self._fire(state, trig, tk, values, gen + 1, bindings, seq, fx)
 
     @staticmethod
@@ -303,16 +303,16 @@ class Matcher:
         touched triggers still miss a leaf, and ``all`` stops at the first)."""
         floor = trig.min_seq
         if trig.all_leaves:
-            for leaf in trig.leaves:
-                s = hits.get(leaf.lc.key)
+            for lc in trig.lcs:
+                s = hits.get(lc.key)
                 if s is None or s < floor:
                     return False
             return True
         mask = 0
-        for leaf in trig.leaves:
-            s = hits.get(leaf.lc.key)
+        for i, lc in enumerate(trig.lcs):
+            s = hits.get(lc.key)
             if s is not None and s >= floor:
-                mask |= 1 << leaf.index
+                mask |= 1 << i
         return trig.satisfied(mask)
 
     @staticmethod
@@ -323,10 +323,10 @@ class Matcher:
             return out
         hits = t.hits
         floor = trig.min_seq
-        for leaf in trig.leaves:
-            s = hits.get(leaf.lc.key)
+        for i, lc in enumerate(trig.lcs):
+            s = hits.get(lc.key)
             if s is not None and s >= floor:
-                out[leaf.index] = s
+                out[i] = s
         return out
 
     def _round(
@@ -413,7 +413,7 @@ class Matcher:
         self, trig: CompiledTrigger, history: Iterable[tuple[int, str, Mapping[str, Any]]]
     ) -> tuple[list[tuple[int, Hit, tuple[Any, ...] | None]], set[str]]:
         """Hits of stored signals ``(seq, name, params)`` on this trigger's leaf classes."""
-        lcs = {leaf.lc.key: leaf.lc for leaf in trig.leaves}
+        lcs = {lc.key: lc for lc in trig.lcs}
         by_name: dict[str, list[LeafClass]] = {}
         for lc in lcs.values():
             by_name.setdefault(lc.name, []).append(lc)
@@ -458,8 +458,8 @@ class Matcher:
             if rnd is None:
                 rnd = state.rounds[trig.id] = Round()
             leaf_of: dict[str, list[int]] = {}
-            for leaf in trig.leaves:
-                leaf_of.setdefault(leaf.lc.key, []).append(leaf.index)
+            for i, lc in enumerate(trig.lcs):
+                leaf_of.setdefault(lc.key, []).append(i)
             last = 0
             for seq, hit, _ in sorted(planned, key=lambda p: p[0]):
                 for i in leaf_of.get(hit.lc_key, ()):

@@ -88,6 +88,21 @@ class TriggerRow:
     backfilled: int = 0
 
 
+@dataclass(slots=True)
+class StoredTrigger:
+    """A ``triggers`` row as a worker loads it: the compact form (``triggers.compact_form``)
+    and, only for a row stored without one, the definition's JSON text."""
+
+    id: str
+    version: int
+    active: bool
+    revision: int
+    min_seq: int
+    backfilled: int
+    compiled: str | None
+    definition: str | None
+
+
 class Tx(Protocol):
     """One batch's transaction: lock, refresh, insert, commit (on leaving the block)."""
 

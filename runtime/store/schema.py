@@ -7,6 +7,7 @@ starting together do not race. New steps are appended, never edited.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from sqlalchemy import (
@@ -20,9 +21,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
     text,
 )
 from sqlalchemy.engine import Connection
+
+from triggers import compact_form
 
 metadata = MetaData()
 
@@ -103,6 +107,7 @@ triggers = Table(
     Column("applied_ms", BigInteger, nullable=False),
     Column("min_seq", BigInteger, nullable=False),
     Column("backfilled", Integer, nullable=False, default=0),
+    Column("compiled", Text),
 )
 Index("ix_triggers_revision", triggers.c.revision)
 
@@ -144,7 +149,20 @@ def _v1(conn: Connection) -> None:
             conn.execute(text(f"CREATE SEQUENCE IF NOT EXISTS flagman_{name}"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+def _v2(conn: Connection) -> None:
+    """``triggers.compiled``: each definition's compact form, which workers load without
+    decoding or hashing (see ``triggers.compact_form``); filled in for stored rows."""
+    if "compiled" not in {c["name"] for c in inspect(conn).get_columns("triggers")}:
+        conn.execute(text("ALTER TABLE triggers ADD COLUMN compiled TEXT"))
+    rows = conn.execute(text("SELECT id, definition FROM triggers WHERE compiled IS NULL")).fetchall()
+    for i in range(0, len(rows), 5000):
+        conn.execute(
+            text("UPDATE triggers SET compiled = :c WHERE id = :i"),
+            [{"c": compact_form(json.loads(d)), "i": tid} for tid, d in rows[i : i + 5000]],
+        )
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
 
 
 def migrate(conn: Connection) -> int:

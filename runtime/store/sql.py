@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from signals import SignalRef
 from triggers import Hit, Matcher, MatchState
 
-from .base import FiringRow, PendingCommand, SignalRow, StoreError, TriggerRow
+from .base import FiringRow, PendingCommand, SignalRow, StoredTrigger, StoreError, TriggerRow
 
 __all__ = ["SqlStore", "SqlTx", "StoreError", "check_db_url", "lock_id"]
 from .schema import migrate
@@ -442,6 +442,28 @@ class SqlStore:
                 TriggerRow(r[0], r[1], r[2], json.loads(r[3]), bool(r[4]), r[5], r[6], r[7], r[8])
                 for r in rows.fetchall()
             ]
+
+    async def trigger_pages(
+        self, since_revision: int = 0, page: int = 10_000
+    ) -> AsyncIterator[list[StoredTrigger]]:
+        """The rows changed after a revision, in revision order, a page at a time (one
+        short read each: a million rows never sit in memory at once). A row changed
+        meanwhile moves to a higher revision, so it comes in a later page."""
+        sql = text(
+            "SELECT id, version, active, revision, min_seq, backfilled, compiled, "
+            "CASE WHEN compiled IS NULL THEN definition END FROM triggers "
+            "WHERE revision > :r ORDER BY revision LIMIT :n"
+        )
+        rev = since_revision
+        while True:
+            async with self._reading() as conn:
+                rows = (await conn.execute(sql, {"r": rev, "n": page})).fetchall()
+            if not rows:
+                return
+            yield [StoredTrigger(r[0], r[1], bool(r[2]), r[3], r[4], r[5], r[6], r[7]) for r in rows]
+            if len(rows) < page:
+                return
+            rev = rows[-1][3]
 
     async def mark_backfilled(self, versions: dict[str, int]) -> None:
         if not versions:

@@ -8,7 +8,7 @@ def test_exported_names_are_pinned() -> None:
         "NO_JOIN", "CompiledLeaf", "CompiledTrigger", "DefinitionError", "DefinitionIssue",
         "Effects", "Firing", "Hit", "LeafClass", "LeafClassRegistry", "MatchState", "Matcher",
         "Plan", "Round", "TemplateError", "TriggerDef", "TriggerError", "TriggerIndex", "TupleState",
-        "command_id", "compile_trigger", "diff_definitions", "load_paths", "load_text",
+        "command_id", "compact_form", "compile_compact", "compile_trigger", "diff_definitions", "load_paths", "load_text",
         "parse_duration", "parse_template", "render_params", "tuple_key", "validate_definition",
     ])
     for name in triggers.__all__:
