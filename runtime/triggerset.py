@@ -24,7 +24,10 @@ class TriggerSet:
 
     matcher: Matcher
     revision: int = 0
-    backfilled: dict[str, int] = field(default_factory=dict)
+    unevaluated: set[str] = field(default_factory=set)
+    """Installed triggers whose stored ``backfilled`` version is below their version: no
+    worker evaluated their look-back yet (kept only for those: a million-entry map of
+    every trigger would cost some 50 MB)."""
 
     async def load(self, store: SqlStore) -> tuple[list[CompiledTrigger], int]:
         """Absorb every row changed since ``revision``, page by page; returns the
@@ -53,7 +56,7 @@ class TriggerSet:
         index = self.matcher.index
         registry = index.registry
         installed = index.triggers
-        backfilled = self.backfilled
+        unevaluated = self.unevaluated
         ints: dict[int, int] = {}  # one int object per distinct horizon, not one per trigger
         for row in rows:
             if row.revision > self.revision:
@@ -61,7 +64,7 @@ class TriggerSet:
             if not row.active:
                 index.remove(row.id)
                 fresh.pop(row.id, None)
-                backfilled.pop(row.id, None)
+                unevaluated.discard(row.id)
                 continue
             current = installed.get(row.id)
             if current is not None and current.version == row.version:
@@ -72,14 +75,17 @@ class TriggerSet:
             trig.min_seq = ints.setdefault(min_seq, min_seq)
             index.install(trig)
             fresh[row.id] = trig
-            backfilled[row.id] = row.backfilled
+            if row.backfilled < row.version:
+                unevaluated.add(row.id)
+            else:
+                unevaluated.discard(row.id)
 
     def needs_backfill(self, trig: CompiledTrigger, *, at_startup: bool) -> bool:
         """At start-up only versions nobody evaluated yet; while running, every new version
         (this worker may have committed signals without knowing it)."""
         if not at_startup:
             return True
-        return self.backfilled.get(trig.id, 0) < trig.version
+        return trig.id in self.unevaluated
 
 
 def _compile(row: TriggerRow | StoredTrigger, registry: LeafClassRegistry) -> CompiledTrigger:

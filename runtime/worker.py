@@ -235,8 +235,6 @@ class Worker:
             log.warning("trigger reload failed", error=str(exc))
 
     async def _load_triggers(self, *, at_startup: bool) -> None:
-        import gc
-
         # A load allocates a few objects per trigger, all long-lived: collecting while it
         # runs only rescans them (it made loading 3-4x slower). After it, freeze them:
         # full collections then skip the trigger set instead of taking seconds.
@@ -252,6 +250,7 @@ class Worker:
             log.info("triggers loaded", revision=self.triggers.revision,
                      changed=len(installed), total=len(self.matcher.index))
         todo = [t for t in installed if self.triggers.needs_backfill(t, at_startup=at_startup)]
+        self.triggers.unevaluated.clear()  # consulted only here
         if todo:
             await self._backfill(todo)
 

@@ -270,19 +270,7 @@ class _Form:
     def __init__(self, text: str) -> None:
         join, refire, lookback_s, aliases, tree = json.loads(text)
         paths: list[str] = [""] * len(aliases)
-
-        def walk(node: Any, path: str) -> Node:
-            if node.__class__ is int:
-                paths[node] = sys.intern(path)
-                return ("leaf", node)
-            tag = node[0]
-            if tag == "atl":
-                kids = tuple(walk(c, f"{path}.at_least.of[{i}]") for i, c in enumerate(node[2]))
-                return ("atl", node[1], kids)
-            kids = tuple(walk(c, f"{path}.{tag}[{i}]") for i, c in enumerate(node[1]))
-            return (tag, kids)
-
-        self.tree = walk(tree, "when")
+        self.tree = _form_node(tree, "when", paths)
         self.all_leaves = self.tree[0] == "leaf" or (
             self.tree[0] == "all" and all(c[0] == "leaf" for c in self.tree[1])
         )
@@ -293,6 +281,18 @@ class _Form:
         self.join = tuple(sys.intern(k) for k in join)
         self.refire = bool(refire)
         self.lookback_s = int(lookback_s)
+
+
+def _form_node(node: Any, path: str, paths: list[str]) -> Node:
+    if node.__class__ is int:
+        paths[node] = sys.intern(path)
+        return ("leaf", node)
+    tag = node[0]
+    if tag == "atl":
+        kids = tuple(_form_node(c, f"{path}.at_least.of[{i}]", paths) for i, c in enumerate(node[2]))
+        return ("atl", node[1], kids)
+    kids = tuple(_form_node(c, f"{path}.{tag}[{i}]", paths) for i, c in enumerate(node[1]))
+    return (tag, kids)
 
 
 class CompiledTrigger:
@@ -419,29 +419,33 @@ def compact_form(definition: Mapping[str, Any]) -> str:
     join = list(definition.get("join") or ())
     leaves: list[str] = []
     aliases: list[str | None] = []
-
-    def walk(node: Mapping[str, Any]) -> Any:
-        if "signal" in node:
-            join_as = node.get("join_as") or {}
-            spec = _spec_text(
-                [node["signal"], dict(node.get("where") or {}), [join_as.get(k, k) for k in join]]
-            )
-            leaves.append(leaf_class_key(spec) + spec)
-            aliases.append(node.get("as"))
-            return len(leaves) - 1
-        if "all" in node:
-            return ["all", [walk(c) for c in node["all"]]]
-        if "any" in node:
-            return ["any", [walk(c) for c in node["any"]]]
-        spec = node["at_least"]
-        return ["atl", int(spec["count"]), [walk(c) for c in spec["of"]]]
-
-    tree = walk(definition["when"])
+    tree = _compact_node(definition["when"], join, leaves, aliases)
     form = _spec_text([join, definition.get("on_update", "ignore") == "refire",
                        int(definition.get("lookback_s", 7 * 86400)), aliases, tree])
     head = _spec_text([definition["workflow"], definition.get("step")])
     params = _spec_text(definition.get("params") or {})
     return _RS.join([COMPACT_TAG, form, params, head, *leaves])
+
+
+def _compact_node(node: Mapping[str, Any], join: list[str], leaves: list[str],
+                  aliases: list[str | None]) -> Any:
+    # a plain function, not a closure: a recursive closure is a reference cycle, which
+    # only the collector frees (and loads run with the collector paused)
+    if "signal" in node:
+        join_as = node.get("join_as") or {}
+        spec = _spec_text(
+            [node["signal"], dict(node.get("where") or {}), [join_as.get(k, k) for k in join]]
+        )
+        leaves.append(leaf_class_key(spec) + spec)
+        aliases.append(node.get("as"))
+        return len(leaves) - 1
+    if "all" in node:
+        return ["all", [_compact_node(c, join, leaves, aliases) for c in node["all"]]]
+    if "any" in node:
+        return ["any", [_compact_node(c, join, leaves, aliases) for c in node["any"]]]
+    spec = node["at_least"]
+    return ["atl", int(spec["count"]),
+            [_compact_node(c, join, leaves, aliases) for c in spec["of"]]]
 
 
 _MEMO_MAX = 1 << 16

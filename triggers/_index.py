@@ -125,6 +125,8 @@ class TriggerIndex:
         self.triggers[trigger.id] = trigger
         for lc in trigger.lcs:
             if not lc.uses:
+                # replacing a trigger may just have made the registry forget this class
+                self.registry.by_key.setdefault(lc.key, lc)
                 self._file(lc)
             lc.uses = _with(lc.uses, trigger)
         form = trigger.form

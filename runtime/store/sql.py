@@ -466,13 +466,25 @@ class SqlStore:
             rev = rows[-1][3]
 
     async def mark_backfilled(self, versions: dict[str, int]) -> None:
-        if not versions:
-            return
+        """Record that these versions' look-back was evaluated: one statement per 50k
+        triggers (a million single-row updates took 10 s and a quarter GiB of params)."""
+        items = list(versions.items())
         async with self.transaction() as tx:
-            await tx.c.execute(
-                text("UPDATE triggers SET backfilled = :v WHERE id = :i AND backfilled < :v"),
-                [{"v": v, "i": tid} for tid, v in versions.items()],
-            )
+            for i in range(0, len(items), 50_000):
+                part = items[i : i + 50_000]
+                if self.is_postgres:
+                    await tx.c.exec_driver_sql(
+                        "UPDATE triggers AS t SET backfilled = u.v "
+                        "FROM unnest($1::text[], $2::int[]) AS u(i, v) "
+                        "WHERE t.id = u.i AND t.backfilled < u.v",
+                        ([k for k, _ in part], [v for _, v in part]),
+                    )
+                else:
+                    await tx.c.exec_driver_sql(
+                        "UPDATE triggers SET backfilled = j.value FROM json_each(?) AS j "
+                        "WHERE triggers.id = j.key AND triggers.backfilled < j.value",
+                        (json.dumps(dict(part)),),
+                    )
 
     async def trigger_revision(self) -> int:
         async with self._reading() as conn:
