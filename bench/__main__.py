@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.broker import EmbeddedBroker, ensure_topics
+from runtime.kafka_compat import TANSU_FETCH_WAIT_MS
 
 from . import report
 from .baselines import run_faust, run_raw
@@ -129,7 +130,10 @@ async def run(a: argparse.Namespace, work: Path) -> dict[str, Any]:
                     wl, stream, db, bootstrap, work, rate=a.rate,
                     latency_seconds=a.latency_seconds, pg_admin=a.pg_url,
                     api_sample=min(1000, a.triggers), profile=a.profile,
-                    skip_latency=not _wanted(a, "latency")))
+                    skip_latency=not _wanted(a, "latency"),
+                    # as `flagman run` does on the embedded broker (see kafka_compat)
+                    worker_env=None if a.bootstrap else
+                    {"FLAGMAN_FETCH_WAIT_MS": str(TANSU_FETCH_WAIT_MS)}))
                 if got is not None:
                     res["e2e"][db] = got
         if _wanted(a, "footprint"):

@@ -56,14 +56,16 @@ class Stream:
 async def run_e2e(wl: Workload, stream: Stream, db_kind: str, bootstrap: str, work: Path, *,
                   rate: float,
                   latency_seconds: float, pg_admin: str, api_sample: int = 1000,
-                  profile: bool = False, skip_latency: bool = False) -> dict[str, Any]:
+                  profile: bool = False, skip_latency: bool = False,
+                  worker_env: dict[str, str] | None = None) -> dict[str, Any]:
     """Throughput, then latency, against one worker on ``db_kind`` (sqlite | postgresql)."""
     db = BenchDb(db_kind, work, pg_admin)
     url = await db.create()
     u = uuid.uuid4().hex[:8]
     topics = {"signals": f"bench.{u}.signals", "commands": f"bench.{u}.commands",
               "dlq": f"bench.{u}.dlq", "group": f"bench-{u}"}
-    worker = WorkerProcess(bootstrap, url, topics, work / f"worker-{db_kind}-{u}.log")
+    worker = WorkerProcess(bootstrap, url, topics, work / f"worker-{db_kind}-{u}.log",
+                           extra_env=worker_env)
     out: dict[str, Any] = {"db": db_kind, "worker_log": str(worker.log_path)}
     try:
         await ensure_topics(bootstrap, {topics[k]: PARTITIONS for k in ("signals", "commands", "dlq")})

@@ -226,7 +226,7 @@ async def _run(args: argparse.Namespace) -> int:
             _fresh_state(Path(".flagman/flagman.db"))
         broker = EmbeddedBroker(log_dir=Path(".flagman"))
         await broker.start()
-        cfg = cfg.model_copy(update={"bootstrap": broker.bootstrap})
+        cfg = on_embedded_broker(cfg, broker.bootstrap)
     print(f"broker: {cfg.bootstrap}", flush=True)
     try:
         from triggers import DefinitionError
@@ -250,6 +250,17 @@ async def _run(args: argparse.Namespace) -> int:
     finally:
         if broker is not None:
             await broker.stop()
+
+
+def on_embedded_broker(cfg: WorkerConfig, bootstrap: str) -> WorkerConfig:
+    """The settings for the embedded broker: its address, and the short fetch wait it
+    needs unless ``FLAGMAN_FETCH_WAIT_MS`` says otherwise (see ``TANSU_FETCH_WAIT_MS``)."""
+    from .kafka_compat import TANSU_FETCH_WAIT_MS
+
+    update: dict[str, object] = {"bootstrap": bootstrap}
+    if "FLAGMAN_FETCH_WAIT_MS" not in os.environ:
+        update["fetch_wait_ms"] = TANSU_FETCH_WAIT_MS
+    return cfg.model_copy(update=update)
 
 
 def _fresh_state(db: Path) -> None:

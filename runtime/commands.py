@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from aiokafka.partitioner import murmur2
 
 from signals import SignalRef
@@ -56,11 +57,21 @@ def build_command(firing: Firing, refs: Mapping[int, SignalRef], issued_at: str)
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_orjson_dumps = orjson.dumps
+_OrjsonError = orjson.JSONEncodeError
+_NON_STR_KEYS = orjson.OPT_NON_STR_KEYS  # {leaf index: seq} maps, as the json module writes them
 
 
-def encode(command: Mapping[str, Any]) -> str:
-    """Compact UTF-8 JSON text of a command."""
-    return _encode(command)
+def encode(obj: Any) -> str:
+    """Compact JSON text (non-ASCII kept as is) of a command, or of params and payloads.
+
+    orjson is ~8x faster than the standard encoder; it refuses integers beyond 64 bits,
+    which JSON allows, and those go the slow way.
+    """
+    try:
+        return _orjson_dumps(obj, option=_NON_STR_KEYS).decode()
+    except _OrjsonError:
+        return _encode(obj)
 
 
 def partition_for(key: bytes, partitions: list[int]) -> int:

@@ -363,6 +363,8 @@ class SqlStore:
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA busy_timeout=30000")
+                # 32 MiB of page cache (default 2 MiB): index inserts stay in memory
+                cur.execute("PRAGMA cache_size=-32768")
                 cur.close()
 
             @event.listens_for(sync, "begin")

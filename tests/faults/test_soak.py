@@ -147,6 +147,9 @@ async def test_soak_steady_rate(
         env = topics.env()
         if shape.max_tuples is not None:
             env["FLAGMAN_STATE_MAX_TUPLES"] = str(shape.max_tuples)
+        # The cache of recent signals is bounded by design; keep it small enough to be
+        # full before the first memory sample, so that growth after it means a leak.
+        env["FLAGMAN_SIGNAL_CACHE_MAX"] = str(max(1000, rate))
         worker = make_worker(bootstrap, db, env)
         worker.start()
         await worker.wait_assigned()

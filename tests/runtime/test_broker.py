@@ -264,3 +264,17 @@ async def test_read_to_end_gives_up_on_a_hung_broker(broker: EmbeddedBroker) -> 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs Linux /proc")
 async def test_process_has_its_own_group(broker: EmbeddedBroker) -> None:
     assert os.getpgid(broker.pid) == broker.pid
+
+
+def test_the_embedded_broker_gets_a_short_fetch_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.cli import on_embedded_broker
+    from runtime.config import WorkerConfig
+    from runtime.kafka_compat import TANSU_FETCH_WAIT_MS
+
+    monkeypatch.delenv("FLAGMAN_FETCH_WAIT_MS", raising=False)
+    cfg = on_embedded_broker(WorkerConfig(), "127.0.0.1:19092")
+    assert (cfg.bootstrap, cfg.fetch_wait_ms) == ("127.0.0.1:19092", TANSU_FETCH_WAIT_MS)
+    assert WorkerConfig().fetch_wait_ms > TANSU_FETCH_WAIT_MS  # Kafka long-polls: no need
+
+    monkeypatch.setenv("FLAGMAN_FETCH_WAIT_MS", "250")
+    assert on_embedded_broker(WorkerConfig(), "127.0.0.1:19092").fetch_wait_ms == 250
