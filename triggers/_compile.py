@@ -152,12 +152,18 @@ def compile_predicate(ops: Mapping[str, Any]) -> Check:
 
 
 _LIST_OPS = frozenset(("in", "not_in"))
-_SHAPES: dict[tuple[str, str], tuple[str, str]] = {}
+_SHAPES: dict[tuple[str, str | None, str | None], tuple[str, str | None, str | None]] = {}
 
 
-def _shape(param: str, op: str) -> tuple[str, str]:
-    key = (param, op)
-    return _SHAPES.setdefault(key, (sys.intern(param), sys.intern(op)))
+def _shape(name: str, param: str | None, op: str | None) -> tuple[str, str | None, str | None]:
+    key = (name, param, op)
+    shape = _SHAPES.get(key)
+    if shape is None:
+        if len(_SHAPES) >= _MEMO_MAX:
+            _SHAPES.clear()
+        shape = (sys.intern(name), param and sys.intern(param), op and sys.intern(op))
+        _SHAPES[key] = shape
+    return shape
 
 
 # --- compiled structures ---------------------------------------------------------
@@ -174,28 +180,27 @@ class LeafClass:
 
     Kept small (a million triggers hold about a million of them). A ``where`` of one
     param and one operator (``{table: {eq: db.orders}}``, the usual case) is kept as a
-    shared (param, operator) pair and the bound, which the index holds anyway; any other
-    as its JSON text. Checks are compiled on first use, and the index sets ``exact``
+    shared (name, param, operator) triple and the bound, which the index holds anyway;
+    any other as its JSON text. Checks are compiled on first use, and the index sets ``exact``
     when finding the class by its indexed predicate already proves that it accepts.
     """
 
-    __slots__ = ("key", "name", "join_src", "_shape", "_bound", "exact", "_checks", "uses",
+    __slots__ = ("key", "join_src", "_shape", "_bound", "exact", "_checks", "uses",
                  "refire_uses")
 
     def __init__(self, key: str, name: str, join_src: tuple[str, ...],
                  where: Mapping[str, Mapping[str, Any]]) -> None:
         self.key = key
-        self.name = name
         self.join_src = join_src
-        self._shape: tuple[str, str] | None = None
+        self._shape: tuple[str, str | None, str | None] = _shape(name, None, None)
         self._bound: Any = None
         if len(where) == 1:
             ((param, ops),) = where.items()
             if len(ops) == 1:
                 ((op, bound),) = ops.items()
-                self._shape = _shape(param, op)
+                self._shape = _shape(name, param, op)
                 self._bound = tuple(bound) if op in _LIST_OPS else bound
-        if self._shape is None:
+        if self._shape[1] is None:
             self._bound = _spec_text(where)
         self.exact = False
         self._checks: tuple[tuple[str, Check], ...] | None = None
@@ -208,12 +213,17 @@ class LeafClass:
         return f"LeafClass({self.key}, {self.name}, {self.where})"
 
     @property
+    def name(self) -> str:
+        """The signal name."""
+        return self._shape[0]
+
+    @property
     def where(self) -> dict[str, dict[str, Any]]:
         """The ``where`` mapping (a fresh copy)."""
-        if self._shape is None:
+        _, param, op = self._shape
+        if param is None or op is None:
             where: dict[str, dict[str, Any]] = json.loads(self._bound)
             return where
-        param, op = self._shape
         bound = list(self._bound) if op in _LIST_OPS else self._bound
         return {param: {op: bound}}
 
@@ -298,8 +308,7 @@ def _form_node(node: Any, path: str, paths: list[str]) -> Node:
 class CompiledTrigger:
     """A trigger as the matcher runs it."""
 
-    __slots__ = ("id", "version", "workflow", "step", "params", "form", "lcs", "all_leaves",
-                 "min_seq")
+    __slots__ = ("id", "version", "workflow", "step", "params", "form", "lcs", "min_seq")
 
     def __init__(self, id: str, version: int, workflow: str, step: str | None,
                  params: dict[str, Any], form: _Form, lcs: tuple[LeafClass, ...]) -> None:
@@ -311,13 +320,16 @@ class CompiledTrigger:
         self.form = form
         self.lcs = lcs
         """The leaves' classes, in leaf order (the hot checks read only these)."""
-        self.all_leaves = form.all_leaves
-        """The tree is an ``all`` of plain leaves: satisfied when every leaf is."""
         self.min_seq = 0
         """Look-back horizon: signals with a lower seq never count for this trigger."""
 
     def __repr__(self) -> str:
         return f"CompiledTrigger({self.id!r}, v{self.version})"
+
+    @property
+    def all_leaves(self) -> bool:
+        """The tree is an ``all`` of plain leaves: satisfied when every leaf is."""
+        return self.form.all_leaves
 
     @property
     def join(self) -> tuple[str, ...]:
@@ -355,8 +367,9 @@ class CompiledTrigger:
 
     def satisfied(self, mask: int) -> bool:
         """Whether the condition tree holds when exactly the leaves in ``mask`` are satisfied."""
-        if self.all_leaves:
-            return mask == self.form.full_mask
+        form = self.form
+        if form.all_leaves:
+            return mask == form.full_mask
         return _eval(self.form.tree, mask)
 
     def join_object(self, values: tuple[Any, ...] | None) -> dict[str, Any] | None:

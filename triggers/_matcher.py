@@ -275,7 +275,7 @@ class Matcher:
             tid = trig.id
             if tid in fired or not (new or trig.min_seq > 0):
                 continue
-            if trig.all_leaves and trig.min_seq == 0:
+            if trig.form.all_leaves and trig.min_seq == 0:
                 for leaf_lc in trig.lcs:
                     if leaf_lc.key not in hits:
                         break
@@ -302,7 +302,7 @@ class Matcher:
         """Whether the tree holds for a tuple with these hits (the hot check: most
         touched triggers still miss a leaf, and ``all`` stops at the first)."""
         floor = trig.min_seq
-        if trig.all_leaves:
+        if trig.form.all_leaves:
             for lc in trig.lcs:
                 s = hits.get(lc.key)
                 if s is None or s < floor:

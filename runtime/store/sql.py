@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
@@ -470,10 +471,9 @@ class SqlStore:
     async def mark_backfilled(self, versions: dict[str, int]) -> None:
         """Record that these versions' look-back was evaluated: one statement per 50k
         triggers (a million single-row updates took 10 s and a quarter GiB of params)."""
-        items = list(versions.items())
+        items = iter(versions.items())
         async with self.transaction() as tx:
-            for i in range(0, len(items), 50_000):
-                part = items[i : i + 50_000]
+            while part := list(itertools.islice(items, 50_000)):
                 if self.is_postgres:
                     await tx.c.exec_driver_sql(
                         "UPDATE triggers AS t SET backfilled = u.v "
