@@ -93,6 +93,9 @@ class _Prepared:
     rows: list[SignalRow] = field(default_factory=list)
     plan: Plan = field(default_factory=lambda: Plan([], set()))
     dups: int = 0
+    ms: float = 0.0
+    age_ms: float = 0.0
+    """How long the oldest record had waited when the batch was taken (its timestamp)."""
 
 
 def _failed(exc: BaseException) -> asyncio.Future[Any]:
@@ -123,7 +126,7 @@ class Worker:
         self._producer: AIOKafkaProducer | None = None
         self._cmd_partitions: list[int] = []
         self._cmd_end: dict[int, int] = {}
-        self._to_mark: list[str] = []
+        self._to_mark: list[int] = []  # fids of firings published, marked in the next tx
         self._last_reload = 0.0
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._refs: dict[int, SignalRef] = {}
@@ -351,6 +354,7 @@ class Worker:
         self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
     ) -> _Prepared:
         """Parse, drop in-batch duplicates, plan: no I/O."""
+        t0 = time.perf_counter()
         prep = _Prepared(batch)
         good, dead, seen = prep.good, prep.dead, set()
         planned = []
@@ -372,6 +376,9 @@ class Worker:
                 planned.append(plan_one(sig.name, sig.params))
                 prep.rows.append(_signal_row(rec, sig))
         prep.plan = Plan(planned, {tk for p in planned for _, _, tk in p.hits})
+        prep.ms = round((time.perf_counter() - t0) * 1e3, 1)
+        now_ms = time.time() * 1000
+        prep.age_ms = round(now_ms - min(r[0].timestamp for r in batch.values() if r), 1)
         return prep
 
     async def _execute(self, prep: _Prepared) -> None:
@@ -395,9 +402,12 @@ class Worker:
             )
             return firing_rows, [i for i, s in enumerate(seqs) if s is None], refs
 
+        t0 = time.perf_counter()
         await self._settle()  # the previous batch: acks awaited, offsets committed
+        t1 = time.perf_counter()
         attempts_before = self._attempts
         fired, dup_idx, new_refs = await self._with_retry(tx_body)
+        t2 = time.perf_counter()
         retried = self._attempts - attempts_before > 1
         stored_dups = len(dup_idx)
         for i in dup_idx:
@@ -421,7 +431,10 @@ class Worker:
         log.info("batch done", records=sum(len(r) for r in batch.values()),
                  signals=len(good) - stored_dups, duplicates=dups, dead_lettered=len(dead),
                  commands=len(fired), positions=_positions(batch),
-                 command_ids=[f.command_id for f in fired[:5]])
+                 command_ids=[f.command_id for f in fired[:5]],
+                 age_ms=prep.age_ms, ms={"prepare": prep.ms, "settle": round((t1 - t0) * 1e3, 1),
+                     "tx": round((t2 - t1) * 1e3, 1),
+                     "send": round((time.perf_counter() - t2) * 1e3, 1)})
         # What outlives a batch is mostly long-lived (join state, recent signals). Frozen,
         # it is left out of the collector's full passes, which otherwise rescan the whole
         # heap every few batches (10-15% of the time, pauses of 0.2-0.4 s, at 100k
@@ -625,7 +638,7 @@ class Worker:
                     end = res.offset + len(rows)
                     if end > self._cmd_end.get(res.partition, 0):
                         self._cmd_end[res.partition] = end
-                    self._to_mark.extend(f.command_id for f in rows)
+                    self._to_mark.extend(f.fid for f in rows)
             failed_dead = []
             for (rec, reason, _), res in zip(sends.dead, results[n:], strict=True):
                 if isinstance(res, BaseException):
@@ -722,17 +735,17 @@ class Worker:
                 if k == CMD_HEADER and v is not None:
                     found.add(v.decode())
         todo = [p for p in pending if p.command_id not in found]
-        already = [p.command_id for p in pending if p.command_id in found]
+        already = [p.fid for p in pending if p.command_id in found]
         rows = [
             FiringRow(p.command_id, "", 0, "", 0, 0, None, p.command, p.workflow, "", 0,
-                      p.cmd_partition, p.scan_from, 0)
+                      p.cmd_partition, p.scan_from, 0, fid=p.fid)
             for p in todo
         ]
         if rows:
             marked = len(self._to_mark)
             await self._publish(rows, [])
             del self._to_mark[marked:]  # marked below, with those already on the topic
-        await self.store.mark_published(already + [p.command_id for p in todo])
+        await self.store.mark_published(already + [p.fid for p in todo])
         log.info("recovered pending commands", found_on_topic=len(already), published=len(todo))
 
     async def _pending(self, topic: str, parts: list[int]) -> Any:

@@ -64,6 +64,8 @@ class FiringRow:
     cause_offset: int = -1
     """Not stored: where the completing signal sat, for the log line."""
     cause_signal: str = ""
+    fid: int = 0
+    """Given when stored."""
 
 
 @dataclass(slots=True)
@@ -73,6 +75,7 @@ class PendingCommand:
     command: str
     cmd_partition: int
     scan_from: int
+    fid: int
 
 
 @dataclass(slots=True)
@@ -112,5 +115,5 @@ class Tx(Protocol):
     async def insert_hits(self, hits: Sequence[Hit]) -> None: ...
     async def insert_firings(self, rows: Sequence[FiringRow]) -> None: ...
     async def signal_refs(self, seqs: Iterable[int]) -> dict[int, Any]: ...
-    async def mark_published(self, command_ids: Sequence[str]) -> None: ...
+    async def mark_published(self, fids: Sequence[int]) -> None: ...
     async def dead_letters(self, rows: Sequence[tuple[str, int, int, str, int]]) -> None: ...

@@ -30,6 +30,10 @@ from triggers import compact_form
 
 metadata = MetaData()
 
+# Ids are given by the worker (counters, or PostgreSQL sequences). On SQLite an
+# INTEGER primary key is the table's rowid: one b-tree fewer to write per row.
+_ID = BigInteger().with_variant(Integer, "sqlite")
+
 meta = Table(
     "flagman_meta",
     metadata,
@@ -40,7 +44,7 @@ meta = Table(
 signals = Table(
     "signals",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", _ID, primary_key=True, autoincrement=False),
     Column("name", String(200), nullable=False),
     Column("sig_id", String(256), nullable=False),
     Column("explicit_id", Boolean, nullable=False),
@@ -63,19 +67,19 @@ Index("ix_signals_position", signals.c.topic, signals.c.partition, signals.c.off
 hits = Table(
     "hits",
     metadata,
-    Column("hid", BigInteger, primary_key=True, autoincrement=False),
+    Column("hid", _ID, primary_key=True, autoincrement=False),
     Column("lc_key", String(32), nullable=False),
     Column("tk", Text, nullable=False),
     Column("seq", BigInteger, nullable=False),
-    UniqueConstraint("lc_key", "tk", "seq", name="uq_hits"),
+    UniqueConstraint("tk", "lc_key", "seq", name="uq_hits"),
 )
 Index("ix_hits_tk_hid", hits.c.tk, hits.c.hid)
 
 firings = Table(
     "firings",
     metadata,
-    Column("fid", BigInteger, primary_key=True, autoincrement=False),
-    Column("command_id", String(64), nullable=False, unique=True),
+    Column("fid", _ID, primary_key=True, autoincrement=False),
+    Column("command_id", String(64), nullable=False),
     Column("trigger_id", String(200), nullable=False),
     Column("trigger_version", Integer, nullable=False),
     Column("tk", Text, nullable=False),
@@ -90,9 +94,11 @@ firings = Table(
     Column("scan_from", BigInteger, nullable=False),
     Column("published", Boolean, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
+    # one firing per (trigger, tuple, generation): the same as one per command_id,
+    # which is a hash of them
+    UniqueConstraint("trigger_id", "tk", "generation", name="uq_firings_firing"),
 )
 Index("ix_firings_tk_fid", firings.c.tk, firings.c.fid)
-Index("ix_firings_trigger", firings.c.trigger_id, firings.c.tk)
 Index("ix_firings_pending", firings.c.published, firings.c.source_topic, firings.c.source_partition)
 
 triggers = Table(
@@ -162,7 +168,50 @@ def _v2(conn: Connection) -> None:
         )
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+def _v3(conn: Connection) -> None:
+    """Fewer and more local index writes on the hot tables (signals, hits, firings).
+
+    * SQLite: ``seq``/``hid``/``fid`` become rowid aliases (tables rebuilt);
+    * ``uq_hits`` leads with the tuple key, so a batch's hits land in few pages
+      instead of at random (the leaf-class key is a hash);
+    * firings: one unique index on (trigger, tuple, generation) replaces the unique
+      command_id (random hex) and the (trigger, tuple) index.
+
+    Measured at 20k triggers, 250k records: the store's time per batch grew 3x over
+    the run before, as random inserts dirtied ever more pages.
+    """
+    if conn.dialect.name == "sqlite":
+        for table in (signals, hits, firings):
+            kinds = {r[1]: r[2] for r in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")}
+            pk = next(c.name for c in table.primary_key.columns)
+            if kinds.get(pk, "").upper() != "INTEGER":
+                _rebuild_sqlite(conn, table)
+        return
+    conn.execute(text("ALTER TABLE hits DROP CONSTRAINT IF EXISTS uq_hits"))
+    conn.execute(text("ALTER TABLE hits ADD CONSTRAINT uq_hits UNIQUE (tk, lc_key, seq)"))
+    conn.execute(text("ALTER TABLE firings DROP CONSTRAINT IF EXISTS firings_command_id_key"))
+    conn.execute(text("DROP INDEX IF EXISTS ix_firings_trigger"))
+    conn.execute(text("ALTER TABLE firings DROP CONSTRAINT IF EXISTS uq_firings_firing"))
+    conn.execute(text(
+        "ALTER TABLE firings ADD CONSTRAINT uq_firings_firing UNIQUE (trigger_id, tk, generation)"))
+
+
+def _rebuild_sqlite(conn: Connection, table: Table) -> None:
+    """Recreate ``table`` as the metadata describes it, keeping its rows."""
+    old = f"{table.name}_before_v3"
+    names = [r[0] for r in conn.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+        (table.name,))]
+    for name in names:  # explicit indexes keep their names across a rename
+        conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    conn.exec_driver_sql(f'ALTER TABLE "{table.name}" RENAME TO "{old}"')
+    table.create(conn)
+    cols = ", ".join(f'"{c.name}"' for c in table.columns)
+    conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM "{old}"')
+    conn.exec_driver_sql(f'DROP TABLE "{old}"')
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 
 
 def migrate(conn: Connection) -> int:

@@ -229,6 +229,7 @@ class SqlTx:
                 params,
             )
         for fid, r in zip(fids, rows, strict=True):
+            r.fid = fid
             if fid > wm.get(r.tk, 0):
                 wm[r.tk] = fid
 
@@ -246,17 +247,16 @@ class SqlTx:
                 out[r[0]] = _ref(r)
         return out
 
-    async def mark_published(self, command_ids: Sequence[str]) -> None:
-        if not command_ids:
+    async def mark_published(self, fids: Sequence[int]) -> None:
+        if not fids:
             return
         if self.pg:
             await self._q(
-                "UPDATE firings SET published = true WHERE command_id = ANY($1::text[])",
-                (list(command_ids),),
+                "UPDATE firings SET published = true WHERE fid = ANY($1::bigint[])", (list(fids),)
             )
         else:
             await self.c.exec_driver_sql(
-                "UPDATE firings SET published = 1 WHERE command_id = ?", [(c,) for c in command_ids]
+                "UPDATE firings SET published = 1 WHERE fid = ?", [(f,) for f in fids]
             )
 
     async def dead_letters(self, rows: Sequence[tuple[str, int, int, str, int]]) -> None:
@@ -416,21 +416,21 @@ class SqlStore:
         async with self._reading() as conn:
             rows = await conn.execute(
                 text(
-                    "SELECT command_id, workflow, command, cmd_partition, scan_from, "
+                    "SELECT command_id, workflow, command, cmd_partition, scan_from, fid, "
                     "source_partition FROM firings WHERE published = :f AND source_topic = :t "
                     "ORDER BY fid"
                 ),
                 {"f": False, "t": topic},
             )
             return [
-                PendingCommand(r[0], r[1], r[2], r[3], r[4])
+                PendingCommand(r[0], r[1], r[2], r[3], r[4], r[5])
                 for r in rows.fetchall()
-                if r[5] in keep
+                if r[6] in keep
             ]
 
-    async def mark_published(self, command_ids: Sequence[str]) -> None:
+    async def mark_published(self, fids: Sequence[int]) -> None:
         async with self.transaction() as tx:
-            await tx.mark_published(command_ids)
+            await tx.mark_published(fids)
 
     async def load_triggers(self, since_revision: int = 0) -> list[TriggerRow]:
         async with self._reading() as conn:
