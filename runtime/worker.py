@@ -59,7 +59,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # commits its offsets before the partitions go to another member.
         async with self.worker._lock:
             log.info("partitions revoked", partitions=_fmt(revoked))
-            await self.worker._settle()
+            await self.worker._settle(final=True)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         async with self.worker._lock:
@@ -113,7 +113,7 @@ class Worker:
 
     def __init__(self, cfg: WorkerConfig, store: SqlStore | None = None) -> None:
         self.cfg = cfg
-        self.store = store or SqlStore(cfg.db)
+        self.store = store or SqlStore(cfg.db, checkpoint_s=1.0)
         self.matcher = Matcher()
         self.state = MatchState()
         self.triggers = TriggerSet(self.matcher)
@@ -131,6 +131,7 @@ class Worker:
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._refs: dict[int, SignalRef] = {}
         self._inflight: _Sends | None = None
+        self._committing: asyncio.Future[None] | None = None
         self._partition_of: dict[str, int] = {}
         self._attempts = 0
 
@@ -226,9 +227,9 @@ class Worker:
 
     async def _shutdown(self) -> None:
         try:
-            if self._inflight is not None and self._producer is not None:
+            if self._producer is not None:
                 try:
-                    await asyncio.wait_for(self._settle(), 10)
+                    await asyncio.wait_for(self._settle(final=True), 10)
                 except (KafkaError, OSError, TimeoutError) as exc:
                     # harmless: uncommitted offsets are re-read, stored commands recovered
                     log.warning("could not settle the last batch at shutdown",
@@ -481,8 +482,7 @@ class Worker:
         while True:
             self._attempts += 1
             try:
-                async with self.store.transaction() as tx:
-                    return await body(tx)
+                return await self.store.run_batch(body)
             except StoreError as exc:
                 # The in-memory state may hold effects of the rolled-back transaction.
                 self.state = MatchState()
@@ -547,8 +547,9 @@ class Worker:
         if fired or dead:
             await self._await_sends(await self._enqueue(fired, dead))
 
-    async def _settle(self) -> None:
-        """Wait for the batch in flight: its sends acknowledged, then its offsets committed.
+    async def _settle(self, *, final: bool = False) -> None:
+        """Wait for the batch in flight: its sends acknowledged, then its offsets committed
+        (``final``: the commit finished too, as before partitions are given up).
 
         A batch's commands are handed to the producer and the worker goes on to fetch
         and parse the next batch while the broker acknowledges them; the consumer
@@ -556,12 +557,21 @@ class Worker:
         re-reads records whose commands are stored (duplicates, recovered or skipped).
         """
         sends = self._inflight
-        if sends is None:
-            return
-        await self._await_sends(sends)
-        self._inflight = None
-        if sends.offsets:
-            await self._commit(sends.offsets)
+        if sends is not None:
+            await self._await_sends(sends)
+            self._inflight = None
+            if sends.offsets:
+                # The commit is a round trip to the group coordinator; the next batch
+                # need not wait for it, only the next commit (they stay in order).
+                await self._committed()
+                self._committing = asyncio.ensure_future(self._commit(sends.offsets))
+        if final:
+            await self._committed()
+
+    async def _committed(self) -> None:
+        task, self._committing = self._committing, None
+        if task is not None:
+            await task
 
     async def _enqueue(
         self, fired: Sequence[FiringRow], dead: Sequence[tuple[ConsumerRecord[Any, Any], str]]
