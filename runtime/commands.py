@@ -23,17 +23,18 @@ def iso_now(now: datetime | None = None) -> str:
 def build_command(firing: Firing, refs: Mapping[int, SignalRef], issued_at: str) -> dict[str, Any]:
     """The command for a firing; ``refs`` must hold every bound signal."""
     trig = firing.trigger
-    leaves = trig.leaves
+    form = trig.form  # labels and aliases by leaf index, shared by triggers of one shape
+    labels, leaf_aliases = form.labels, form.aliases
     sigs = []
     aliases: dict[str, SignalRef] = {}
     for idx, seq in sorted(firing.bindings.items()):
         ref = refs[seq]
-        leaf = leaves[idx]
-        if leaf.alias:
-            aliases[leaf.alias] = ref
+        alias = leaf_aliases[idx]
+        if alias:
+            aliases[alias] = ref
         sigs.append(
             {
-                "leaf": leaf.label,
+                "leaf": labels[idx],
                 "name": ref.name,
                 "id": ref.id,
                 "topic": ref.topic,

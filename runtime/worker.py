@@ -309,7 +309,7 @@ class Worker:
 
     async def _backfill(self, trigs: Sequence[CompiledTrigger]) -> None:
         """Evaluate newly applied triggers against stored signals (look-back)."""
-        names = sorted({leaf.lc.name for t in trigs for leaf in t.leaves})
+        names = sorted({lc.name for t in trigs for lc in t.lcs})
         horizon = min(t.min_seq for t in trigs)
         async with self.store.transaction() as tx:
             history = await tx.history(names, horizon)

@@ -248,7 +248,7 @@ def test_lookback_horizon_excludes_old_hits() -> None:
     st.integers(0, 10**6),
 )
 def test_fast_ids_equal_rfc8785(tid: str, join: dict[str, Any], gen: int) -> None:
-    """The json.dumps fast path gives the same bytes as the reference RFC 8785 encoder."""
+    """The orjson fast path gives the same bytes as the reference RFC 8785 encoder."""
     import hashlib
 
     import rfc8785
@@ -257,3 +257,15 @@ def test_fast_ids_equal_rfc8785(tid: str, join: dict[str, Any], gen: int) -> Non
 
     assert command_id(tid, join, gen) == hashlib.sha256(rfc8785.dumps([tid, join, gen])).hexdigest()
     assert tuple_key(list(join.values())) == rfc8785.dumps(list(join.values())).decode()
+    assert tuple_key(tuple(join.values())) == tuple_key(list(join.values()))
+
+
+def test_ids_of_values_orjson_refuses_take_the_slow_path() -> None:
+    """Integers beyond 64 bits: orjson refuses them; the id is still the JSON text's."""
+    import hashlib
+
+    from triggers import tuple_key
+
+    big = 2**70
+    assert tuple_key([big, "x"]) == f'[{big},"x"]'
+    assert command_id("t", {"n": big}, 1) == hashlib.sha256(f'["t",{{"n":{big}}},1]'.encode()).hexdigest()
