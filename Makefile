@@ -32,8 +32,10 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 ## full-size benchmark: prints a table, writes bench/results/latest.json
+## (BENCH_ARGS passes flags, e.g. make bench BENCH_ARGS="--both-dbs --profile")
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 ## long forms of the fault and load scenarios (soak included)
 faults: $(STAMP)
