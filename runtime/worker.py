@@ -346,8 +346,9 @@ class Worker:
         given up, before recovery and at shutdown.
 
         (Running the transaction itself in the background, overlapping the next batch's
-        parsing, was measured and gave nothing: the driver thread needs the GIL for
-        every row it binds, so the two mostly take turns.)
+        parsing, was measured when statements still went through aiosqlite and gave
+        nothing: its thread needs the GIL for every row it binds, so the two mostly took
+        turns. It has not been retried with the direct SQLite transaction.)
         """
         await self._execute(self._prepare(batch))
 
@@ -379,7 +380,8 @@ class Worker:
         prep.plan = Plan(planned, {tk for p in planned for _, _, tk in p.hits})
         prep.ms = round((time.perf_counter() - t0) * 1e3, 1)
         now_ms = time.time() * 1000
-        prep.age_ms = round(now_ms - min(r[0].timestamp for r in batch.values() if r), 1)
+        prep.age_ms = round(
+            now_ms - min((r[0].timestamp for r in batch.values() if r), default=now_ms), 1)
         return prep
 
     async def _execute(self, prep: _Prepared) -> None:

@@ -41,7 +41,7 @@ log = get_logger("flagman.store")
 T = TypeVar("T")
 
 _CHUNK = 500
-_IN_CHUNK = 5000  # values in one SQLite IN list (the limit is 32766 variables)
+_IN_CHUNK = 900  # values in one SQLite IN list (under the 999-variable limit of older builds)
 
 
 def lock_id(tk: str) -> int:
