@@ -32,10 +32,6 @@ from .db import BenchDb, load_triggers
 from .workload import Workload, WorkloadConfig, landed_of
 
 
-class _Done(asyncio.Future[Any]):
-    pass
-
-
 class FakeProducer:
     """Accepts sends and acknowledges them at once, keeping the command ids."""
 

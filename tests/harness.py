@@ -30,9 +30,15 @@ def sig(name: str, params: dict[str, Any], **extra: Any) -> bytes:
     return json.dumps({"name": name, "params": params, **extra}).encode()
 
 
-async def produce(bootstrap: str, topic: str, records: Sequence[Record], *, partition: int | None = None) -> None:
-    """Send records and wait for every ack."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5)
+async def produce(
+    bootstrap: str, topic: str, records: Sequence[Record], *, partition: int | None = None,
+    max_request_size: int = 1 << 20,
+) -> list[tuple[int, int]]:
+    """Send records, wait for every ack; return each record's ``(partition, offset)``."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5,
+        max_request_size=max_request_size, max_batch_size=min(max_request_size, 1 << 20),
+    )
     await producer.start()
     try:
         futs = []
@@ -42,9 +48,10 @@ async def produce(bootstrap: str, topic: str, records: Sequence[Record], *, part
             else:
                 key, value, headers = r
             futs.append(await producer.send(topic, value, key=key, headers=headers, partition=partition))
-        await asyncio.gather(*futs)
+        metas = await asyncio.gather(*futs)
     finally:
         await producer.stop()
+    return [(m.partition, m.offset) for m in metas]
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:

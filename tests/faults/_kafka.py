@@ -11,7 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from tests.harness import Record, command_ids, read_topic, wait_until
+from tests.harness import Record, command_ids, produce, read_topic, wait_until
 
 MiB = 1 << 20
 
@@ -24,24 +24,10 @@ async def produce_at(
     partition: int | None = None,
     max_request_size: int = 8 * MiB,
 ) -> list[tuple[int, int]]:
-    """Send records, wait for every ack; return each record's ``(partition, offset)``."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5,
-        max_request_size=max_request_size, max_batch_size=1 * MiB,
-    )
-    await producer.start()
-    try:
-        futs = []
-        for r in records:
-            if isinstance(r, bytes):
-                key, value, headers = None, r, []
-            else:
-                key, value, headers = r
-            futs.append(await producer.send(topic, value, key=key, headers=headers, partition=partition))
-        metas = await asyncio.gather(*futs)
-    finally:
-        await producer.stop()
-    return [(m.partition, m.offset) for m in metas]
+    """Send records, wait for every ack; return each record's ``(partition, offset)``
+    (large requests allowed: hostile records include oversized ones)."""
+    return await produce(bootstrap, topic, records, partition=partition,
+                         max_request_size=max_request_size)
 
 
 class Paced:
