@@ -26,7 +26,7 @@ from aiokafka.structs import ConsumerRecord, RecordMetadata, TopicPartition
 
 from runtime.config import WorkerConfig
 from runtime.logs import configure
-from runtime.worker import CMD_HEADER, Worker
+from runtime.worker import CMD_HEADER, Worker, configure_gc
 
 from .db import BenchDb, load_triggers
 from .workload import Workload, WorkloadConfig, landed_of
@@ -93,7 +93,51 @@ def _time_statements(acc: dict[str, list[float]]) -> None:
             n_t[0] += 1
             n_t[1] += time.perf_counter() - t
 
-    AsyncConnection.exec_driver_sql = timed  # type: ignore[method-assign]
+    AsyncConnection.exec_driver_sql = timed  # type: ignore[method-assign,assignment]
+
+    # The direct SQLite path (``_DirectTx``): its statements, and the rest of each
+    # transaction (BEGIN, COMMIT and the Python between statements) as "tx other".
+    from runtime.store import sql as store_sql
+
+    def clock(key: str, t: float) -> None:
+        n_t = acc.setdefault(key, [0.0, 0.0])
+        n_t[0] += 1
+        n_t[1] += time.perf_counter() - t
+
+    def wrap(name: str) -> None:
+        orig_m = getattr(store_sql._DirectTx, name)
+
+        async def timed_m(self: Any, sql: str, params: Any = ()) -> Any:
+            t = time.perf_counter()
+            try:
+                return await orig_m(self, sql, params)
+            finally:
+                clock(" ".join(sql.split()[:4])[:60], t)
+
+        setattr(store_sql._DirectTx, name, timed_m)
+
+    wrap("_q")
+    wrap("_many")
+    orig_run = store_sql.SqlStore._run_direct
+
+    def timed_run(self: Any, body: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return orig_run(self, body)
+        finally:
+            clock("direct tx (total)", t)
+
+    store_sql.SqlStore._run_direct = timed_run  # type: ignore[method-assign]
+    orig_drive = store_sql._drive
+
+    def timed_drive(coro: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return orig_drive(coro)
+        finally:
+            clock("direct tx body (statements and Python)", t)
+
+    store_sql._drive = timed_drive
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -113,7 +157,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await w._load_triggers(at_startup=True)
         load_s = time.perf_counter() - t0
         prod = FakeProducer()
-        w._producer = prod  # type: ignore[assignment]
+        w._producer = prod
         w._cmd_partitions = [0, 1, 2]
 
         async def no_commit(offsets: Any) -> None:
@@ -144,6 +188,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 gc_pauses[info["generation"]].append(time.perf_counter() - gc_t0[0])
 
         gc.callbacks.append(on_gc)
+        if args.gc_threshold:
+            gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
+        else:
+            configure_gc()  # as Worker.run does
         prof = cProfile.Profile() if args.cprofile else None
         gc.collect()
         t1 = time.perf_counter()
@@ -165,7 +213,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         cpu = time.process_time() - cpu1
         await w.store.close()
     finally:
-        await db.drop()
+        if args.keep:
+            print(f"database kept: {url}")
+        else:
+            await db.drop()
     got = prod.command_ids
     for k, (n, t) in sorted(sql_time.items(), key=lambda kv: -kv[1][1]):
         print(f"{t:8.3f} s {int(n):6d}x  {k}")
@@ -193,6 +244,8 @@ def main() -> None:
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--cprofile", action="store_true")
     ap.add_argument("--sqltime", action="store_true", help="time statements by kind")
+    ap.add_argument("--gc-threshold", default="", help="gc.set_threshold values instead of the worker's, e.g. 700,10,10")
+    ap.add_argument("--keep", action="store_true", help="keep the database (and print its URL)")
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=35)
     args = ap.parse_args()

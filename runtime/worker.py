@@ -142,6 +142,7 @@ class Worker:
 
     async def run(self) -> None:
         """Run until ``stop()``; returns after a clean shutdown."""
+        configure_gc()
         await self._open_store()
         await self._load_triggers(at_startup=True)
         try:
@@ -770,6 +771,24 @@ class Worker:
                 log.warning("database unavailable during recovery", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+GC_THRESHOLDS = (50_000, 20, 100)
+"""The collector's thresholds in a worker process (Python's default is 700, 10, 10).
+
+Each batch ends with ``gc.freeze()``: what survives it is out of the collector's
+sight, so a collection only ever looks at objects made in the current batch, to find
+cycles among them (none are made on the hot path; bench/inproc.py counts them). At the
+default, a 5,000-record batch ran about 150 young and 13 middle collections and one
+full one, each rescanning the batch's live objects: 10-12% of the time at 100k
+triggers. At 50,000 it runs one or two young collections (about 20 ms each) and
+nothing older (in process, 100k triggers, 310k records: 120 -> 108 us/record).
+"""
+
+
+def configure_gc() -> None:
+    """Set the collector for a worker process (``GC_THRESHOLDS``)."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _positions(batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> dict[str, str]:

@@ -235,7 +235,7 @@ class SqlTx:
         params = [
             (fid, r.command_id, r.trigger_id, r.trigger_version, r.tk, r.generation, r.cause_seq,
              r.consumed, r.command, r.workflow, r.source_topic, r.source_partition,
-             r.cmd_partition, r.scan_from, False, r.created_ms)
+             r.cmd_partition, r.scan_from, r.created_ms)
             for fid, r in zip(fids, rows, strict=True)
         ]
         if self.pg:
@@ -243,19 +243,28 @@ class SqlTx:
             await self._q(
                 "INSERT INTO firings (fid, command_id, trigger_id, trigger_version, tk, generation, "
                 "cause_seq, consumed, command, workflow, source_topic, source_partition, "
-                "cmd_partition, scan_from, published, created_ms) SELECT * FROM unnest("
+                "cmd_partition, scan_from, created_ms) SELECT * FROM unnest("
                 "$1::bigint[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], "
                 "$7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], "
-                "$13::int[], $14::bigint[], $15::bool[], $16::bigint[])",
+                "$13::int[], $14::bigint[], $15::bigint[])",
                 tuple(list(c) for c in cols),
+            )
+            await self._q(
+                "INSERT INTO unpublished (fid, source_topic, source_partition) "
+                "SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[])",
+                (list(cols[0]), list(cols[10]), list(cols[11])),
             )
         else:
             await self._many(
                 "INSERT INTO firings (fid, command_id, trigger_id, trigger_version, tk, generation, "
                 "cause_seq, consumed, command, workflow, source_topic, source_partition, "
-                "cmd_partition, scan_from, published, created_ms) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "cmd_partition, scan_from, created_ms) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 params,
+            )
+            await self._many(
+                "INSERT INTO unpublished (fid, source_topic, source_partition) VALUES (?,?,?)",
+                [(p[0], p[10], p[11]) for p in params],
             )
         for fid, r in zip(fids, rows, strict=True):
             r.fid = fid
@@ -280,13 +289,9 @@ class SqlTx:
         if not fids:
             return
         if self.pg:
-            await self._q(
-                "UPDATE firings SET published = true WHERE fid = ANY($1::bigint[])", (list(fids),)
-            )
+            await self._q("DELETE FROM unpublished WHERE fid = ANY($1::bigint[])", (list(fids),))
         else:
-            await self._many(
-                "UPDATE firings SET published = 1 WHERE fid = ?", [(f,) for f in fids]
-            )
+            await self._many("DELETE FROM unpublished WHERE fid = ?", [(f,) for f in fids])
 
     async def dead_letters(self, rows: Sequence[tuple[str, int, int, str, int]]) -> None:
         if not rows:
@@ -577,11 +582,11 @@ class SqlStore:
         async with self._reading() as conn:
             rows = await conn.execute(
                 text(
-                    "SELECT command_id, workflow, command, cmd_partition, scan_from, fid, "
-                    "source_partition FROM firings WHERE published = :f AND source_topic = :t "
-                    "ORDER BY fid"
+                    "SELECT f.command_id, f.workflow, f.command, f.cmd_partition, f.scan_from, "
+                    "f.fid, u.source_partition FROM unpublished u JOIN firings f ON f.fid = u.fid "
+                    "WHERE u.source_topic = :t ORDER BY u.fid"
                 ),
-                {"f": False, "t": topic},
+                {"t": topic},
             )
             return [
                 PendingCommand(r[0], r[1], r[2], r[3], r[4], r[5])

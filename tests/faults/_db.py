@@ -141,7 +141,7 @@ class SqliteLocker:
 
 
 async def unpublished_firings(db_url: str) -> int:
-    rows = await db_query(db_url, "SELECT count(*) FROM firings WHERE NOT published")
+    rows = await db_query(db_url, "SELECT count(*) FROM unpublished")
     return int(rows[0][0])
 
 

@@ -325,7 +325,7 @@ async def test_postgres_commit_acknowledgement_lost(
     finally:
         await st.close()
         await proxy.stop()
-    unpublished = (await db_query(db, "SELECT count(*) FROM firings WHERE NOT published"))[0][0]
+    unpublished = (await db_query(db, "SELECT count(*) FROM unpublished"))[0][0]
     retries = events(st.worker, "database unavailable, retrying batch")
     report("postgres commit acknowledgement lost", faults=proxy.fired,
            retry_errors=sorted({e["error"] for e in retries}), expected=len(st.expected),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from runtime.config import load_config
-from runtime.worker import Worker
+from runtime.worker import GC_THRESHOLDS, Worker
 from tests.conftest import Topics
 from tests.harness import apply_yaml, command_ids, produce, read_topic, sig, wait_until
 from triggers import command_id
@@ -82,7 +83,13 @@ async def running(kafka_bootstrap: str, db_url: str, topics: Topics) -> AsyncIte
 
 async def test_fires_once_with_lineage_and_rendered_params(running: Running) -> None:
     await apply_yaml(running.db, PAIR)
-    await running.start()
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        await running.start()
+        assert gc.get_threshold() == GC_THRESHOLDS  # the worker process's collector
+    finally:
+        gc.set_threshold(*before)
     b, t = running.bootstrap, running.topics.signals
     await produce(b, t, [sig("table_ready", {"table": "db.orders", "dt": "2026-11-25"},
                              id="o1", payload={"rows": 120331}, time="2026-11-25T06:02:11Z")])
