@@ -41,6 +41,29 @@ log = get_logger("flagman.store")
 T = TypeVar("T")
 
 _CHUNK = 500
+
+# Rows other workers committed for these tuples since we last looked (PostgreSQL; see
+# SqlTx.refresh, and tests/runtime/test_store_plans.py for the plans they must get).
+# Each tuple is one range of the (tk, id) index, whatever the planner estimates:
+# * a LATERAL subquery kept apart by OFFSET 0 (else it is flattened into a join; as a
+#   plain join, the generic plan asyncpg's prepared statement goes to after five runs
+#   hashed a full scan of hits, 120-200 ms per batch at 1.3M hits, since a tuple is a
+#   day and has few distinct values);
+# * the bound as a row comparison, which only the (tk, id) index can serve (as
+#   ``id > wm`` the generic plan took the primary key from ``wm`` up, which for a new
+#   tuple, ``wm = 0``, is the whole table).
+PG_REFRESH_FIRINGS = (
+    "SELECT f.trigger_id, f.tk, f.generation, f.consumed, f.fid "
+    "FROM unnest($1::text[], $2::bigint[]) AS w(tk, wm) CROSS JOIN LATERAL "
+    "(SELECT * FROM firings WHERE firings.tk = w.tk AND (firings.tk, firings.fid) > (w.tk, w.wm) "
+    "OFFSET 0) f"
+)
+PG_REFRESH_HITS = (
+    "SELECT h.lc_key, h.tk, h.seq, h.hid "
+    "FROM unnest($1::text[], $2::bigint[]) AS w(tk, wm) CROSS JOIN LATERAL "
+    "(SELECT * FROM hits WHERE hits.tk = w.tk AND (hits.tk, hits.hid) > (w.tk, w.wm) "
+    "OFFSET 0) h"
+)
 _IN_CHUNK = 900  # values in one SQLite IN list (under the 999-variable limit of older builds)
 
 
@@ -117,16 +140,8 @@ class SqlTx:
         hwm = [wm.hid.get(tk, 0) for tk in tks]
         fwm = [wm.fid.get(tk, 0) for tk in tks]
         if self.pg:
-            fired = await self._q(
-                "SELECT f.trigger_id, f.tk, f.generation, f.consumed, f.fid FROM firings f "
-                "JOIN unnest($1::text[], $2::bigint[]) AS w(tk, wm) ON f.tk = w.tk AND f.fid > w.wm",
-                (tks, fwm),
-            )
-            hits = await self._q(
-                "SELECT h.lc_key, h.tk, h.seq, h.hid FROM hits h "
-                "JOIN unnest($1::text[], $2::bigint[]) AS w(tk, wm) ON h.tk = w.tk AND h.hid > w.wm",
-                (tks, hwm),
-            )
+            fired = await self._q(PG_REFRESH_FIRINGS, (tks, fwm))
+            hits = await self._q(PG_REFRESH_HITS, (tks, hwm))
         else:
             # One statement per 200 tuples (SQLite allows 500 arms in a compound select),
             # each arm an index range: rows above the tuple's watermarks.
@@ -431,7 +446,11 @@ class SqlStore:
             # be retried), not hang the worker.
             self.engine: AsyncEngine = create_async_engine(
                 url, pool_size=pool_size, pool_pre_ping=True,
-                connect_args={"timeout": 10, "command_timeout": 60},
+                # JIT compiles a query whose estimated cost passes jit_above_cost: for
+                # the batch statements (short, repeated) that is 100-250 ms of compiling
+                # for a query that runs in one, whenever the estimate is off.
+                connect_args={"timeout": 10, "command_timeout": 60,
+                              "server_settings": {"jit": "off"}},
             )
         else:
             if u.database and u.database != ":memory:":
