@@ -483,6 +483,7 @@ class Worker:
 
     async def _with_retry(self, body: Any) -> Any:
         delay = 0.1
+        refused = 0  # attempts in a row that a constraint refused
         while True:
             self._attempts += 1
             try:
@@ -494,6 +495,13 @@ class Worker:
                 self._recent.clear()
                 if not exc.transient:
                     log.error("database error that retrying cannot fix; stopping", error=str(exc))
+                    raise
+                refused = refused + 1 if exc.constraint else 0
+                if refused >= CONSTRAINT_RETRIES:
+                    # Retried from the stored state and refused again: not a race but a
+                    # bug or a damaged database. Stopping says so; retrying would wedge.
+                    log.error("a constraint refused the batch every time; stopping",
+                              error=str(exc), attempts=refused)
                     raise
                 if self._stop.is_set() and delay > 1:
                     raise
@@ -772,6 +780,9 @@ class Worker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+
+CONSTRAINT_RETRIES = 5
+"""Attempts in a row a constraint may refuse a batch before the worker stops."""
 
 GC_THRESHOLDS = (50_000, 20, 100)
 """The collector's thresholds in a worker process (Python's default is 700, 10, 10).

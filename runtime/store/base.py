@@ -19,11 +19,14 @@ class StoreError(Exception):
     ``transient`` errors (connection lost, lock timeout, deadlock, conflict) make the
     worker retry the whole batch with backoff; others (a malformed statement, a type
     the driver refuses) are bugs and stop the worker rather than wedge it silently.
+    ``constraint``: a constraint refused a row. The retry starts from the stored
+    state, which can clear it, so it is retried, but only a few times in a row.
     """
 
-    def __init__(self, message: str, *, transient: bool = True) -> None:
+    def __init__(self, message: str, *, transient: bool = True, constraint: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        self.constraint = constraint
 
 
 @dataclass(slots=True)

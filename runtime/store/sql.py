@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from signals import SignalRef
@@ -533,7 +533,8 @@ class SqlStore:
             async with self.engine.connect() as conn:
                 yield conn
         except (DBAPIError, SQLAlchemyError, OSError) as exc:
-            raise StoreError(_one_line(exc), transient=_transient(exc)) from exc
+            raise StoreError(_one_line(exc), transient=_transient(exc),
+                             constraint=isinstance(exc, IntegrityError)) from exc
 
     async def run_batch(self, body: Callable[[SqlTx], Awaitable[T]]) -> T:
         """Run a batch body in one transaction; errors come out as ``StoreError``.
@@ -573,7 +574,8 @@ class SqlStore:
                     raw.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise StoreError(_one_line(exc), transient=_sqlite_transient(exc)) from exc
+            raise StoreError(_one_line(exc), transient=_sqlite_transient(exc),
+                             constraint=isinstance(exc, sqlite3.IntegrityError)) from exc
 
     def _pragmas(self) -> list[str]:
         out = ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000",
@@ -590,7 +592,8 @@ class SqlStore:
             async with self.engine.begin() as conn:
                 yield SqlTx(self, conn)
         except (DBAPIError, SQLAlchemyError, OSError) as exc:
-            raise StoreError(_one_line(exc), transient=_transient(exc)) from exc
+            raise StoreError(_one_line(exc), transient=_transient(exc),
+                             constraint=isinstance(exc, IntegrityError)) from exc
 
     # -- outside the hot path ---------------------------------------------------
     async def pending(self, topic: str, partitions: Sequence[int]) -> list[PendingCommand]:
@@ -698,7 +701,7 @@ def _sqlite_transient(exc: sqlite3.Error) -> bool:
     """Whether retrying can help, for errors of the direct SQLite path: busy or locked
     databases, I/O, a full disk (``OperationalError``), and a constraint refusing a row
     (``IntegrityError``: the retry starts from the stored state, as on the SQLAlchemy
-    path); not statement or data errors."""
+    path, and the worker gives up after a few in a row); not statement or data errors."""
     return isinstance(exc, sqlite3.OperationalError | sqlite3.IntegrityError)
 
 

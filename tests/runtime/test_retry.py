@@ -1,0 +1,64 @@
+"""The batch retry and constraint errors, on both databases: a constraint that refuses
+a batch once is retried from the stored state; one that refuses it every time stops
+the worker instead of wedging it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from runtime.config import load_config
+from runtime.store.base import FiringRow, StoreError
+from runtime.worker import CONSTRAINT_RETRIES, Worker
+
+pytestmark = pytest.mark.integration
+
+
+def _firing(command_id: str) -> FiringRow:
+    return FiringRow(command_id, "trig", 1, '["d"]', 0, 1, None, "{}", "wf", "s", 0, 0, 0, 0)
+
+
+async def _worker(db_url: str) -> Worker:
+    w = Worker(load_config(db=db_url, bootstrap="127.0.0.1:9", signal_topics="s",
+                           command_topic="c", dlq_topic="d"))
+    await w.store.open()
+    return w
+
+
+async def test_a_constraint_refusing_every_attempt_stops_the_worker(db_url: str) -> None:
+    w = await _worker(db_url)
+    attempts = 0
+
+    async def body(tx: Any) -> None:
+        nonlocal attempts
+        attempts += 1
+        # one firing per (tuple, trigger, generation): the second row is refused
+        await tx.insert_firings([_firing("a"), _firing("b")])
+
+    try:
+        with pytest.raises(StoreError) as err:
+            await w._with_retry(body)
+        assert err.value.constraint and err.value.transient
+        assert attempts == CONSTRAINT_RETRIES
+    finally:
+        await w.store.close()
+
+
+async def test_a_constraint_refusing_once_is_retried(db_url: str) -> None:
+    w = await _worker(db_url)
+    attempts = 0
+
+    async def body(tx: Any) -> str:
+        nonlocal attempts
+        attempts += 1
+        rows = [_firing("a"), _firing("b")] if attempts <= 2 else [_firing("a")]
+        await tx.insert_firings(rows)
+        return "stored"
+
+    try:
+        assert await w._with_retry(body) == "stored"
+        assert attempts == 3
+        assert [p.command_id for p in await w.store.pending("s", [0])] == ["a"]
+    finally:
+        await w.store.close()
