@@ -6,12 +6,13 @@ take it too):
 1. parse every record; bad ones are headed for the dead-letter topic;
 2. one database transaction: lock the join tuples touched, refresh their state,
    insert the new signals (duplicates by identity drop out here), run the matcher,
-   insert hits and firings (each firing carries its full command text);
+   insert hits and firings (each firing carries its full command text, and gets a
+   row in the ``unpublished`` outbox, deleted once the broker acknowledged it);
 3. publish dead letters and commands, wait for the broker's acks;
 4. commit the consumer offsets.
 
 A crash anywhere leaves either uncommitted offsets (the records come again and are
-duplicates now) or stored firings not yet marked published; those are recovered when
+duplicates now) or stored firings still in the outbox; those are recovered when
 their source partition is assigned: the command topic is read from the offset the
 firing recorded (``scan_from``) and only commands not found there are published.
 """

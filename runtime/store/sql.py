@@ -41,6 +41,7 @@ log = get_logger("flagman.store")
 T = TypeVar("T")
 
 _CHUNK = 500
+_IN_CHUNK = 900  # values in one SQLite IN list (under the 999-variable limit of older builds)
 
 # Rows other workers committed for these tuples since we last looked (PostgreSQL; see
 # SqlTx.refresh, and tests/runtime/test_store_plans.py for the plans they must get).
@@ -64,7 +65,6 @@ PG_REFRESH_HITS = (
     "(SELECT * FROM hits WHERE hits.tk = w.tk AND (hits.tk, hits.hid) > (w.tk, w.wm) "
     "OFFSET 0) h"
 )
-_IN_CHUNK = 900  # values in one SQLite IN list (under the 999-variable limit of older builds)
 
 
 def lock_id(tk: str) -> int:
