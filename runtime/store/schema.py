@@ -198,13 +198,16 @@ def _v3(conn: Connection) -> None:
             if kinds.get(pk, "").upper() != "INTEGER":
                 _rebuild_sqlite(conn, table)
         return
-    conn.execute(text("ALTER TABLE hits DROP CONSTRAINT IF EXISTS uq_hits"))
-    conn.execute(text("ALTER TABLE hits ADD CONSTRAINT uq_hits UNIQUE (tk, lc_key, seq)"))
+    _pg_unique(conn, "hits", "uq_hits", "tk, lc_key, seq")
     conn.execute(text("ALTER TABLE firings DROP CONSTRAINT IF EXISTS firings_command_id_key"))
     conn.execute(text("DROP INDEX IF EXISTS ix_firings_trigger"))
-    conn.execute(text("ALTER TABLE firings DROP CONSTRAINT IF EXISTS uq_firings_firing"))
-    conn.execute(text(
-        "ALTER TABLE firings ADD CONSTRAINT uq_firings_firing UNIQUE (trigger_id, tk, generation)"))
+    _pg_unique(conn, "firings", "uq_firings_firing", "trigger_id, tk, generation")
+
+
+def _pg_unique(conn: Connection, table: str, name: str, columns: str) -> None:
+    """(Re)create a PostgreSQL unique constraint on these columns."""
+    conn.execute(text(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}"))
+    conn.execute(text(f"ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE ({columns})"))
 
 
 def _v4(conn: Connection) -> None:
@@ -236,11 +239,8 @@ def _v4(conn: Connection) -> None:
             "ON CONFLICT DO NOTHING"))
         conn.execute(text("DROP INDEX IF EXISTS ix_firings_pending"))
         conn.execute(text("ALTER TABLE firings DROP COLUMN published"))
-    conn.execute(text("ALTER TABLE hits DROP CONSTRAINT IF EXISTS uq_hits"))
-    conn.execute(text("ALTER TABLE hits ADD CONSTRAINT uq_hits UNIQUE (tk, seq, lc_key)"))
-    conn.execute(text("ALTER TABLE firings DROP CONSTRAINT IF EXISTS uq_firings_firing"))
-    conn.execute(text(
-        "ALTER TABLE firings ADD CONSTRAINT uq_firings_firing UNIQUE (tk, trigger_id, generation)"))
+    _pg_unique(conn, "hits", "uq_hits", "tk, seq, lc_key")
+    _pg_unique(conn, "firings", "uq_firings_firing", "tk, trigger_id, generation")
 
 
 def _sqlite_unique(conn: Connection, table: str) -> list[str]:
