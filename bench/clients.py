@@ -58,7 +58,7 @@ def produce(bootstrap: str, topic: str, records: Sequence[Record], *,
     # linger.ms 5 at any rate: the default of librdkafka (since 1.5) and of the Java
     # client (since Kafka 4.0, KIP-1030), so what a producing job does unless tuned.
     # A signal's send time is taken before it lingers, so latency includes the linger.
-    # (At 1 ms, as before, the producer alone sent ~5x the requests, and the embedded
+    # (At 1 ms, as before, the producer could send up to 5x as many requests; the embedded
     # broker, on the same two cores, fell seconds behind at 2k/s.)
     prod = _producer(bootstrap, 5)
     cb = out._on_delivery
