@@ -1,6 +1,7 @@
 """The batch retry and constraint errors, on both databases: a constraint that refuses
 a batch once is retried from the stored state; one that refuses it every time stops
-the worker instead of wedging it."""
+the worker instead of wedging it. Also the direct SQLite path's guard against a batch
+body that suspends."""
 
 from __future__ import annotations
 
@@ -62,3 +63,33 @@ async def test_a_constraint_refusing_once_is_retried(db_url: str) -> None:
         assert [p.command_id for p in await w.store.pending("s", [0])] == ["a"]
     finally:
         await w.store.close()
+
+
+async def test_a_direct_sqlite_body_that_suspends_is_refused_and_rolled_back(
+    tmp_path: Any,
+) -> None:
+    """On SQLite the batch body runs in the store's thread without an event loop
+    (``_drive``): a body that awaits something other than the transaction's own
+    methods must fail loudly, with its writes rolled back, not run half-way."""
+    import asyncio
+
+    from runtime.store.sql import SqlStore
+
+    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path}/f.db")
+    await store.open()
+
+    async def suspends(tx: Any) -> None:
+        await tx.insert_firings([_firing("a")])
+        await asyncio.sleep(0)  # suspends: not allowed on the direct path
+
+    async def stores(tx: Any) -> None:
+        await tx.insert_firings([_firing("b")])
+
+    try:
+        with pytest.raises(RuntimeError, match="awaited something that suspends"):
+            await store.run_batch(suspends)
+        assert await store.pending("s", [0]) == []  # rolled back
+        await store.run_batch(stores)  # the connection is usable afterwards
+        assert [p.command_id for p in await store.pending("s", [0])] == ["b"]
+    finally:
+        await store.close()
