@@ -78,8 +78,17 @@ class _FakeBatch:
 
 
 def _time_statements(acc: dict[str, list[float]]) -> None:
-    """Time every driver-level statement of the store, by its first words."""
+    """Time every driver-level statement of the store, by its first words; on the
+    direct SQLite path (``_DirectTx``) also each transaction as a whole and its body
+    (statements and the Python between them; the rest is BEGIN and COMMIT)."""
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from runtime.store import sql as store_sql
+
+    def clock(key: str, t: float) -> None:
+        n_t = acc.setdefault(key, [0.0, 0.0])
+        n_t[0] += 1
+        n_t[1] += time.perf_counter() - t
 
     orig = AsyncConnection.exec_driver_sql
 
@@ -88,21 +97,9 @@ def _time_statements(acc: dict[str, list[float]]) -> None:
         try:
             return await orig(self, sql, params, **kw)
         finally:
-            key = " ".join(sql.split()[:4])[:60]
-            n_t = acc.setdefault(key, [0.0, 0.0])
-            n_t[0] += 1
-            n_t[1] += time.perf_counter() - t
+            clock(" ".join(sql.split()[:4])[:60], t)
 
     AsyncConnection.exec_driver_sql = timed  # type: ignore[method-assign,assignment]
-
-    # The direct SQLite path (``_DirectTx``): its statements, and the rest of each
-    # transaction (BEGIN, COMMIT and the Python between statements) as "tx other".
-    from runtime.store import sql as store_sql
-
-    def clock(key: str, t: float) -> None:
-        n_t = acc.setdefault(key, [0.0, 0.0])
-        n_t[0] += 1
-        n_t[1] += time.perf_counter() - t
 
     def wrap(name: str) -> None:
         orig_m = getattr(store_sql._DirectTx, name)

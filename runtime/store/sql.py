@@ -267,7 +267,7 @@ class SqlTx:
             await self._q(
                 "INSERT INTO unpublished (fid, source_topic, source_partition) "
                 "SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[])",
-                (list(cols[0]), list(cols[10]), list(cols[11])),
+                (fids, [r.source_topic for r in rows], [r.source_partition for r in rows]),
             )
         else:
             await self._many(
@@ -279,7 +279,8 @@ class SqlTx:
             )
             await self._many(
                 "INSERT INTO unpublished (fid, source_topic, source_partition) VALUES (?,?,?)",
-                [(p[0], p[10], p[11]) for p in params],
+                [(fid, r.source_topic, r.source_partition)
+                 for fid, r in zip(fids, rows, strict=True)],
             )
         for fid, r in zip(fids, rows, strict=True):
             r.fid = fid
@@ -533,8 +534,7 @@ class SqlStore:
             async with self.engine.connect() as conn:
                 yield conn
         except (DBAPIError, SQLAlchemyError, OSError) as exc:
-            raise StoreError(_one_line(exc), transient=_transient(exc),
-                             constraint=isinstance(exc, IntegrityError)) from exc
+            raise _store_error(exc) from exc
 
     async def run_batch(self, body: Callable[[SqlTx], Awaitable[T]]) -> T:
         """Run a batch body in one transaction; errors come out as ``StoreError``.
@@ -574,8 +574,7 @@ class SqlStore:
                     raw.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise StoreError(_one_line(exc), transient=_sqlite_transient(exc),
-                             constraint=isinstance(exc, sqlite3.IntegrityError)) from exc
+            raise _store_error(exc) from exc
 
     def _pragmas(self) -> list[str]:
         out = ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000",
@@ -592,8 +591,7 @@ class SqlStore:
             async with self.engine.begin() as conn:
                 yield SqlTx(self, conn)
         except (DBAPIError, SQLAlchemyError, OSError) as exc:
-            raise StoreError(_one_line(exc), transient=_transient(exc),
-                             constraint=isinstance(exc, IntegrityError)) from exc
+            raise _store_error(exc) from exc
 
     # -- outside the hot path ---------------------------------------------------
     async def pending(self, topic: str, partitions: Sequence[int]) -> list[PendingCommand]:
@@ -680,6 +678,16 @@ class SqlStore:
         async with self._reading() as conn:
             row = (await conn.execute(text("SELECT coalesce(max(revision), 0) FROM triggers"))).first()
             return int(row[0]) if row else 0
+
+
+def _store_error(exc: BaseException) -> StoreError:
+    """A driver or SQLAlchemy error as a ``StoreError``: one line, whether retrying can
+    help, and whether a constraint refused a row."""
+    if isinstance(exc, sqlite3.Error):  # the direct SQLite path
+        return StoreError(_one_line(exc), transient=_sqlite_transient(exc),
+                          constraint=isinstance(exc, sqlite3.IntegrityError))
+    return StoreError(_one_line(exc), transient=_transient(exc),
+                      constraint=isinstance(exc, IntegrityError))
 
 
 def _transient(exc: BaseException) -> bool:
