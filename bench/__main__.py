@@ -5,6 +5,8 @@ Parts (each can be skipped with ``--skip``, or chosen with ``--only``):
 * ``matcher``   per-signal matching cost with 1k … 1M registered triggers (in-process);
 * ``baselines`` raw aiokafka getmany + JSON, and a faust-streaming agent, same records;
 * ``e2e``       worker throughput, exact command set, then latency at a fixed rate;
+* ``pipe``      the latency floor: a pass-through process in the worker's place, same
+  rate, producer and collector (``bench/pipe.py``);
 * ``footprint`` worker RSS and start-up time with 100k and 1M triggers.
 
 All on an embedded broker (tansu) unless ``--bootstrap`` is given, and SQLite unless
@@ -29,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from runtime.broker import EmbeddedBroker, ensure_topics
+from runtime.config import WorkerConfig
 from runtime.kafka_compat import TANSU_FETCH_WAIT_MS
 
 from . import report
-from .baselines import run_faust, run_raw
+from .baselines import run_faust, run_pipe, run_raw
 from .clients import produce
 from .db import PG_ADMIN_DEFAULT
 from .e2e import Stream, run_e2e
@@ -40,7 +43,7 @@ from .footprint import run_footprint
 from .matcher_scale import run_sizes
 from .workload import Workload, WorkloadConfig
 
-PARTS = ("matcher", "baselines", "faust", "e2e", "latency", "footprint")
+PARTS = ("matcher", "baselines", "faust", "e2e", "latency", "pipe", "footprint")
 
 
 def _sizes(text: str) -> list[int]:
@@ -102,7 +105,7 @@ async def run(a: argparse.Namespace, work: Path) -> dict[str, Any]:
             run_sizes, a.matcher_sizes, seed=a.seed, signals=a.matcher_signals, batch=batch))
         if got is not None:
             res["matcher_scale"] = got
-    if not any(_wanted(a, p) for p in ("baselines", "e2e", "footprint")):
+    if not any(_wanted(a, p) for p in ("baselines", "e2e", "pipe", "footprint")):
         return res
     broker = None
     bootstrap = a.bootstrap
@@ -112,7 +115,7 @@ async def run(a: argparse.Namespace, work: Path) -> dict[str, Any]:
         bootstrap = broker.bootstrap
     try:
         stream = None
-        if _wanted(a, "baselines") or _wanted(a, "e2e"):
+        if any(_wanted(a, p) for p in ("baselines", "e2e", "pipe")):
             _say(f"workload: {a.triggers} triggers, {tables} tables, {days} days")
             stream = Stream.of(wl)
             res["workload"]["records"] = len(stream.records)
@@ -136,6 +139,15 @@ async def run(a: argparse.Namespace, work: Path) -> dict[str, Any]:
                     {"FLAGMAN_FETCH_WAIT_MS": str(TANSU_FETCH_WAIT_MS)}))
                 if got is not None:
                     res["e2e"][db] = got
+        if stream is not None and _wanted(a, "pipe"):
+            _say(f"latency floor: pass-through pipe at {a.rate:g}/s")
+            n = max(1, int(a.rate * a.latency_seconds))
+            got = await _part(res["errors"], "pipe", run_pipe(
+                bootstrap, stream.records[:n], a.rate, work,
+                fetch_wait_ms=WorkerConfig.model_fields["fetch_wait_ms"].default
+                if a.bootstrap else TANSU_FETCH_WAIT_MS))
+            if got is not None:
+                res["pipe"] = got
         if _wanted(a, "footprint"):
             res["footprint"] = []
             for n in a.footprint_sizes:

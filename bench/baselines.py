@@ -5,7 +5,11 @@
 * faust: a faust-streaming agent taking batches of 1000 (``stream.take``) and parsing
   each value, in its own process (``bench/faust_app.py``).
 
-Both count from the first delivered batch to the last record, and the rate leaves the
+* pipe: the latency floor. ``bench/pipe.py`` in the worker's place copies each record
+  to an output topic with the worker's client settings; the records are produced at the
+  latency run's rate by the same producer and timed by the same collector.
+
+The first two count from the first delivered batch to the last record, and the rate leaves the
 first batch out: ``(N - first_batch) / (t_last - t_first)``, so neither start-up nor
 group joins are in it.
 """
@@ -24,6 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from runtime.broker import ensure_topics
+
+from .clients import Collector, produce
+from .e2e import percentile
+from .workload import Record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,6 +109,53 @@ async def run_faust(bootstrap: str, topic: str, n: int, work: Path,
                   r["first_ts"], r["first_batch"], r["last_ts"], n)
     res["startup_to_first_batch_s"] = round(r["first_ts"] - started, 2)
     return res
+
+
+async def run_pipe(bootstrap: str, records: list[Record], rate: float, work: Path, *,
+                   fetch_wait_ms: int, timeout: float = 120.0) -> dict[str, Any]:
+    """Latency of ``bench/pipe.py`` at ``rate``: record timestamp (set when produced) to
+    arrival at the collector, for every record copied."""
+    u = uuid.uuid4().hex[:8]
+    src, dst = f"bench.{u}.pipe-in", f"bench.{u}.pipe-out"
+    await ensure_topics(bootstrap, {src: 3, dst: 3})
+    log = (work / "pipe.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.pipe", bootstrap, src, dst, f"bench-pipe-{u}",
+         str(fetch_wait_ms)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=log,
+        start_new_session=True,
+    )
+    log.close()
+    collector = Collector(bootstrap, dst, keep_stamps=True)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
+        if line.strip() != b"assigned":
+            raise RuntimeError(f"pipe did not start; see {work / 'pipe.log'}")
+        collector.start()
+        cpu0 = _cpu(proc.pid)
+        produced = await asyncio.to_thread(produce, bootstrap, src, records, rate=rate)
+        secs = produced.last_ts - produced.first_ts
+        cpu = _cpu(proc.pid) - cpu0
+        deadline = time.time() + timeout
+        while collector.count() < len(records) and time.time() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        _stop(proc)
+        collector.stop()
+    lat = sorted(arrived * 1000 - ts for ts, arrived in collector.stamps)
+    return {"name": "pass-through pipe (broker floor)", "records": len(records),
+            "copied": len(lat), "complete": len(lat) >= len(records),
+            "offered_rate": round(len(records) / max(secs, 1e-9), 1), "target_rate": rate,
+            **{f"p{p}_ms": percentile(lat, p) for p in (50, 95, 99)}, "max_ms": round(lat[-1], 1) if lat else None,
+            "pipe_cpu_util": round(cpu / max(secs, 1e-9), 2)}
+
+
+def _cpu(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

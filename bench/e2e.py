@@ -158,14 +158,14 @@ async def _latency(wl: Workload, worker: WorkerProcess, bootstrap: str, topics: 
     return {
         "records": len(records), "offered_rate": round(offered, 1), "target_rate": rate,
         "expected_commands": len(expected), "commands_measured": len(lat),
-        "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95), "p99_ms": _pct(lat, 99),
+        "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95), "p99_ms": percentile(lat, 99),
         "max_ms": round(lat[-1], 1) if lat else None,
         "worker_cpu_util": round(cpu / max(produced.last_ts - produced.first_ts, 1e-9), 2),
         **_check(arrivals, expected), **({"profile": prof} if prof else {}),
     }
 
 
-def _pct(sorted_ms: list[float], p: float) -> float | None:
+def percentile(sorted_ms: list[float], p: float) -> float | None:
     if not sorted_ms:
         return None
     i = min(len(sorted_ms) - 1, max(0, math.ceil(p / 100 * len(sorted_ms)) - 1))

@@ -108,6 +108,10 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name, value, text, check, bound in rows:
         met, note = check(value, bound)
+        floor = _get(r, "pipe", name.split()[1] + "_ms") if name.startswith("latency ") else None
+        if floor is not None:
+            # The broker's share: what a process doing nothing measures the same way.
+            note += f" (pass-through floor on this broker: {_fmt(floor)})"
         out.append({"target": name, "value": value, "goal": text, "met": met, "note": note})
     pg = _get(r, "e2e", "postgresql", "throughput", "records_per_s")
     out.append({"target": "same run on PostgreSQL, reported beside SQLite", "value": pg,
@@ -181,6 +185,15 @@ def markdown(r: dict[str, Any]) -> str:
                 else:
                     cells.append(_fmt(d.get(key)))
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lat_rows = [(f"flagman worker, {db}", e2e[db].get("latency")) for db in e2e]
+    lat_rows.append(("pass-through pipe (broker floor)", r.get("pipe")))
+    lat_rows = [(n, d) for n, d in lat_rows if d]
+    if lat_rows:
+        lines += ["", "| latency, ms | rate/s | p50 | p95 | p99 | max |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for n, d in lat_rows:
+            lines.append(f"| {n} | {_fmt(d.get('offered_rate'))} | " + " | ".join(
+                _fmt(d.get(k)) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")) + " |")
     base = r.get("baselines") or {}
     if base:
         lines += ["", "| baseline, same records | records/s | seconds |", "| --- | --- | --- |"]

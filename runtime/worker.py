@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import gc
 import itertools
+import logging
 import random
 import time
 from collections import OrderedDict
@@ -354,6 +355,16 @@ class Worker:
         thread runs Python for most of the transaction, so the two take turns.)
         """
         await self._execute(self._prepare(batch))
+        # What outlives a batch is mostly long-lived (join state, recent signals). Frozen,
+        # it is left out of the collector's full passes, which otherwise rescan the whole
+        # heap every few batches (10-15% of the time, pauses of 0.2-0.4 s, at 100k
+        # triggers). Acyclic objects are still freed by reference counting when dropped;
+        # bench/inproc.py reports cyclic garbage kept by freezing (none seen). The young
+        # collection first finds this batch's cycles, if any, before they are frozen for
+        # good. Here, with the parsed batch, its rows and plans freed, it scans little
+        # (the fetched records and the commands in flight); see GC_THRESHOLDS.
+        gc.collect(0)
+        gc.freeze()
 
     def _prepare(
         self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
@@ -441,12 +452,6 @@ class Worker:
                  age_ms=prep.age_ms, ms={"prepare": prep.ms, "settle": round((t1 - t0) * 1e3, 1),
                      "tx": round((t2 - t1) * 1e3, 1),
                      "send": round((time.perf_counter() - t2) * 1e3, 1)})
-        # What outlives a batch is mostly long-lived (join state, recent signals). Frozen,
-        # it is left out of the collector's full passes, which otherwise rescan the whole
-        # heap every few batches (10-15% of the time, pauses of 0.2-0.4 s, at 100k
-        # triggers). Acyclic objects are still freed by reference counting when dropped;
-        # bench/inproc.py reports cyclic garbage kept by freezing (none seen).
-        gc.freeze()
 
     def _remember(self, refs: dict[int, SignalRef]) -> None:
         """Keep the committed signals of recent batches for rendering later commands.
@@ -596,7 +601,9 @@ class Worker:
                         offset=rec.offset, error=reason)
             sends.dead.append((rec, reason, await self._send_dead(rec, reason)))
         sends.commands = await self._send_commands(fired)
-        for f in fired:
+        # A filtered-out debug call still costs its arguments and two lookups: ~1 us per
+        # command, 1-2% of the hot path at info level.
+        for f in fired if log.bind().is_enabled_for(logging.DEBUG) else ():
             log.debug("command issued", command_id=f.command_id, trigger=f.trigger_id,
                       generation=f.generation, workflow=f.workflow, topic=f.source_topic,
                       partition=f.source_partition, offset=f.cause_offset, signal=f.cause_signal,
@@ -785,16 +792,19 @@ class Worker:
 CONSTRAINT_RETRIES = 5
 """Attempts in a row a constraint may refuse a batch before the worker stops."""
 
-GC_THRESHOLDS = (50_000, 20, 100)
+GC_THRESHOLDS = (1_000_000, 20, 100)
 """The collector's thresholds in a worker process (Python's default is 700, 10, 10).
 
-Each batch ends with ``gc.freeze()``: what survives it is out of the collector's
-sight, so a collection only ever looks at objects made in the current batch, to find
-cycles among them (none are made on the hot path; bench/inproc.py counts them). At the
-default, a 5,000-record batch ran about 150 young and 13 middle collections and one
-full one, each rescanning the batch's live objects: 10-12% of the time at 100k
-triggers. At 50,000 it runs one or two young collections (about 20 ms each) and
-nothing older (in process, 100k triggers, 310k records: 120 -> 108 us/record).
+Each batch ends with a young collection and ``gc.freeze()``: what survives it is out
+of the collector's sight, so a collection only ever looks at objects made since, to
+find cycles among them (none are made on the hot path; bench/inproc.py counts them).
+Collections *during* a batch rescan all its live objects (the parsed records, rows,
+plans) and find nothing. At the default, a 5,000-record batch ran about 150 young and
+13 middle collections and one full one: 10-12% of the time at 100k triggers. At
+50,000 (session 7) it still ran one or two young collections of ~25 ms per batch, 4%
+of the time. So the threshold is only a safety net for long stretches without batches
+(a look-back over a large history), and the collection runs at the end of the batch,
+when most of it is freed.
 """
 
 

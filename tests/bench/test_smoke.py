@@ -36,6 +36,11 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert lat["exact"] and lat["commands_measured"] == lat["expected_commands"] > 0
     assert 0 < lat["p50_ms"] <= lat["p99_ms"]
 
+    pipe = r["pipe"]  # the latency floor: every record copied, timed like the worker's
+    assert pipe["complete"] and pipe["copied"] == pipe["records"] > 0, pipe
+    assert 0 < pipe["p50_ms"] <= pipe["p99_ms"]
+    assert "| pass-through pipe (broker floor) |" in proc.stdout
+
     for name in ("raw", "faust"):
         assert r["baselines"][name]["complete"], r["baselines"][name]
     assert [m["triggers"] for m in r["matcher_scale"]] == [100, 1000]
