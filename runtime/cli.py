@@ -277,7 +277,6 @@ def _fresh_state(db: Path) -> None:
 
 
 async def _serve(cfg: WorkerConfig, broker: Any) -> int:
-    from .http import serve
     from .store.sql import StoreError
     from .worker import Worker
 
@@ -287,6 +286,8 @@ async def _serve(cfg: WorkerConfig, broker: Any) -> int:
         loop.add_signal_handler(sig, worker.stop)
     runner = None
     if cfg.http_port:
+        from .http import serve  # aiohttp takes ~0.3 s to import: only when serving
+
         runner, port = await serve(worker, cfg.http_host, cfg.http_port)
         print(f"http: http://{cfg.http_host}:{port}", flush=True)
     try:

@@ -115,7 +115,8 @@ class Worker:
 
     def __init__(self, cfg: WorkerConfig, store: SqlStore | None = None) -> None:
         self.cfg = cfg
-        self.store = store or SqlStore(cfg.db, checkpoint_s=1.0)
+        self.store = store or SqlStore(cfg.db, checkpoint_s=1.0,
+                                       batch_cache_mib=cfg.sqlite_cache_mib)
         self.matcher = Matcher()
         self.state = MatchState()
         self.triggers = TriggerSet(self.matcher)

@@ -41,13 +41,13 @@ log = get_logger("flagman.store")
 T = TypeVar("T")
 
 _CHUNK = 500
-BATCH_CACHE_KIB = 262_144
-"""Page cache of the SQLite connection that runs the batches, in KiB (256 MiB; the
-others keep 32 MiB). The signals' identity index takes its inserts at random places,
-and at a few million signals its pages outgrow 32 MiB: each insert then re-reads a page
-from the OS. In process, 100k triggers, 620k records: 153 -> 147 us/record. The cache
-fills only as pages are used, so an idle worker does not hold it."""
 _IN_CHUNK = 900  # values in one SQLite IN list (under the 999-variable limit of older builds)
+BATCH_CACHE_MIB = 256
+"""Default page cache of the SQLite connection that runs the batches (the others keep
+32 MiB; ``FLAGMAN_SQLITE_CACHE_MIB`` sets it). The signals' identity index takes its
+inserts at random places, and at a few hundred thousand signals its pages outgrow
+32 MiB: each insert then reads a page back from the OS. The cache fills only as pages
+are used, so an idle worker does not hold it."""
 
 # Rows other workers committed for these tuples since we last looked (PostgreSQL; see
 # SqlTx.refresh, and tests/runtime/test_store_plans.py for the plans they must get).
@@ -436,7 +436,8 @@ def check_db_url(url: str) -> str:
 class SqlStore:
     """The store over one SQLAlchemy async engine."""
 
-    def __init__(self, url: str, *, pool_size: int = 4, checkpoint_s: float | None = None) -> None:
+    def __init__(self, url: str, *, pool_size: int = 4, checkpoint_s: float | None = None,
+                 batch_cache_mib: int = BATCH_CACHE_MIB) -> None:
         """``checkpoint_s`` (SQLite): checkpoint the write-ahead log from a background task
         at this interval instead of in the committing transaction (see ``_checkpoints``)."""
         self.url = check_db_url(url)
@@ -448,6 +449,7 @@ class SqlStore:
         self._checkpointer: asyncio.Task[None] | None = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._raw: sqlite3.Connection | None = None
+        self._batch_cache_kib = batch_cache_mib * 1024
         if self.is_postgres:
             # Bounded waits: a connection whose peer went silent must fail (and the batch
             # be retried), not hang the worker.
@@ -567,7 +569,7 @@ class SqlStore:
                 assert self._db_path is not None
                 raw = sqlite3.connect(self._db_path, timeout=30, isolation_level=None,
                                       check_same_thread=False)
-                for pragma in self._pragmas(cache_kib=BATCH_CACHE_KIB):
+                for pragma in self._pragmas(cache_kib=self._batch_cache_kib):
                     raw.execute(pragma)
                 self._raw = raw
             raw.execute("BEGIN IMMEDIATE")
@@ -584,7 +586,7 @@ class SqlStore:
 
     def _pragmas(self, cache_kib: int = 32768) -> list[str]:
         # 32 MiB of page cache (default 2 MiB) on every connection: index inserts stay
-        # in memory; the batch connection takes more (BATCH_CACHE_KIB)
+        # in memory; the batch connection takes more (BATCH_CACHE_MIB)
         out = ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000",
                f"PRAGMA cache_size=-{cache_kib}"]
         if self._checkpoint_s is not None:

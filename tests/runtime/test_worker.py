@@ -280,3 +280,23 @@ async def test_explain_says_what_is_missing_and_what_fired(running: Running) -> 
     text = "\n".join(await explain(w.store, "pair", {"dt": "d1"}))
     assert "fired generation 0: command " + command_id("pair", {"dt": "d1"}, 0) in text
     assert "not applied" in "\n".join(await explain(w.store, "nope", {}))
+
+
+async def test_the_sqlite_batch_connection_takes_the_configured_cache(tmp_path: Any) -> None:
+    """``FLAGMAN_SQLITE_CACHE_MIB`` sizes the page cache of the connection that stores
+    batches; the other connections keep 32 MiB."""
+    from sqlalchemy import text
+
+    cfg = load_config(db=f"sqlite+aiosqlite:///{tmp_path}/c.db", sqlite_cache_mib=7)
+    w = Worker(cfg)
+    await w.store.open()
+
+    async def cache_size(tx: Any) -> int:
+        return int((await tx._q("PRAGMA cache_size"))[0][0])
+
+    try:
+        assert await w.store.run_batch(cache_size) == -7 * 1024  # KiB, as SQLite takes it
+        async with w.store.engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA cache_size"))).scalar() == -32768
+    finally:
+        await w.store.close()
