@@ -128,6 +128,18 @@ triggers = Table(
 )
 Index("ix_triggers_revision", triggers.c.revision)
 
+# Per trigger, the highest version whose look-back over stored signals was evaluated
+# (schema 5). ``triggers.backfilled`` held it before and is no longer read: recording
+# it there rewrote every wide trigger row (definition and compiled form) at a first
+# start. On SQLite without rowid: the id is the key.
+trigger_backfill = Table(
+    "trigger_backfill",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("version", Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 trigger_versions = Table(
     "trigger_versions",
     metadata,
@@ -243,6 +255,20 @@ def _v4(conn: Connection) -> None:
     _pg_unique(conn, "firings", "uq_firings_firing", "tk, trigger_id, generation")
 
 
+def _v5(conn: Connection) -> None:
+    """The look-back record gets its own narrow table, ``trigger_backfill``.
+
+    At a first start after applying 100k triggers, ``UPDATE triggers SET backfilled``
+    rewrote all 100k rows (~800 bytes of definition and compiled form each): 0.9-1.1 s
+    of start-up, against 0.16 s to write the narrow rows (and 0.07 s more to read
+    them back with the triggers at a restart).
+    """
+    trigger_backfill.create(conn, checkfirst=True)
+    conn.execute(text(
+        "INSERT INTO trigger_backfill (id, version) "
+        "SELECT id, backfilled FROM triggers WHERE backfilled > 0 ON CONFLICT DO NOTHING"))
+
+
 def _sqlite_unique(conn: Connection, table: str) -> list[str]:
     """The columns of a SQLite table's UNIQUE constraint (its one, in this schema)."""
     for row in conn.exec_driver_sql(f'PRAGMA index_list("{table}")').fetchall():
@@ -276,7 +302,7 @@ def _rebuild_sqlite(conn: Connection, table: Table, step: str = "v3") -> None:
     conn.exec_driver_sql(f'DROP TABLE "{old}"')
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 
 def migrate(conn: Connection) -> int:

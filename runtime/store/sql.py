@@ -631,8 +631,10 @@ class SqlStore:
         async with self._reading() as conn:
             rows = await conn.execute(
                 text(
-                    "SELECT id, version, digest, definition, active, revision, applied_ms, min_seq, "
-                    "backfilled FROM triggers WHERE revision > :r ORDER BY revision"
+                    "SELECT t.id, t.version, t.digest, t.definition, t.active, t.revision, "
+                    "t.applied_ms, t.min_seq, coalesce(b.version, 0) FROM triggers t "
+                    "LEFT JOIN trigger_backfill b ON b.id = t.id "
+                    "WHERE t.revision > :r ORDER BY t.revision"
                 ),
                 {"r": since_revision},
             )
@@ -648,9 +650,10 @@ class SqlStore:
         short read each: a million rows never sit in memory at once). A row changed
         meanwhile moves to a higher revision, so it comes in a later page."""
         sql = text(
-            "SELECT id, version, active, revision, min_seq, backfilled, compiled, "
-            "CASE WHEN compiled IS NULL THEN definition END FROM triggers "
-            "WHERE revision > :r ORDER BY revision LIMIT :n"
+            "SELECT t.id, t.version, t.active, t.revision, t.min_seq, coalesce(b.version, 0), "
+            "t.compiled, CASE WHEN t.compiled IS NULL THEN t.definition END FROM triggers t "
+            "LEFT JOIN trigger_backfill b ON b.id = t.id "
+            "WHERE t.revision > :r ORDER BY t.revision LIMIT :n"
         )
         rev = since_revision
         while True:
@@ -664,22 +667,26 @@ class SqlStore:
             rev = rows[-1][3]
 
     async def mark_backfilled(self, versions: dict[str, int]) -> None:
-        """Record that these versions' look-back was evaluated: one statement per 50k
-        triggers (a million single-row updates took 10 s and a quarter GiB of params)."""
+        """Record that these versions' look-back was evaluated (a version only ever
+        rises; ids of no stored trigger are left out): one statement per 50k triggers
+        (a million single-row updates took 10 s and a quarter GiB of params)."""
         items = iter(versions.items())
+        upsert = ("ON CONFLICT (id) DO UPDATE SET version = excluded.version "
+                  "WHERE trigger_backfill.version < excluded.version")
         async with self.transaction() as tx:
             while part := list(itertools.islice(items, 50_000)):
                 if self.is_postgres:
                     await tx.c.exec_driver_sql(
-                        "UPDATE triggers AS t SET backfilled = u.v "
+                        "INSERT INTO trigger_backfill (id, version) SELECT u.i, u.v "
                         "FROM unnest($1::text[], $2::int[]) AS u(i, v) "
-                        "WHERE t.id = u.i AND t.backfilled < u.v",
+                        "JOIN triggers t ON t.id = u.i " + upsert,
                         ([k for k, _ in part], [v for _, v in part]),
                     )
                 else:
                     await tx.c.exec_driver_sql(
-                        "UPDATE triggers SET backfilled = j.value FROM json_each(?) AS j "
-                        "WHERE triggers.id = j.key AND triggers.backfilled < j.value",
+                        "INSERT INTO trigger_backfill (id, version) SELECT j.key, j.value "
+                        "FROM json_each(?) AS j JOIN triggers t ON t.id = j.key WHERE true "
+                        + upsert,
                         (json.dumps(dict(part)),),
                     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from runtime.store.schema import MIGRATIONS
 from runtime.store.sql import SqlStore
 
 pytestmark = pytest.mark.integration
@@ -87,7 +88,7 @@ async def test_migrations_keep_rows_move_unique_indexes_and_the_outbox(
     await store.close()
 
     store = SqlStore(db_url)
-    assert await store.open() == 4
+    assert await store.open() == len(MIGRATIONS)
     try:
         async with store.engine.begin() as conn:
             rows = {t: (await conn.exec_driver_sql(f"SELECT * FROM {t} ORDER BY 1")).fetchall()
@@ -138,5 +139,40 @@ async def test_migrations_keep_rows_move_unique_indexes_and_the_outbox(
                 got = [r[2] for r in (await conn.exec_driver_sql(
                     f'PRAGMA index_info("{uniques[0]}")')).fetchall()]
                 assert got == want, table
+    finally:
+        await store.close()
+
+
+async def test_v5_moves_the_look_back_record_to_its_own_table(db_url: str) -> None:
+    """Versions recorded in ``triggers.backfilled`` (schema 4) are the evaluated ones
+    after the migration; later records go to ``trigger_backfill`` and only rise."""
+    from runtime.apply import apply_definitions
+    from tests.runtime.test_trigger_store import _defs
+
+    store = SqlStore(db_url)
+    await store.open()
+    await apply_definitions(store, _defs(3))
+    async with store.engine.begin() as conn:  # back to schema 4, t001 evaluated at v1
+        await conn.exec_driver_sql("DROP TABLE trigger_backfill")
+        await conn.exec_driver_sql("UPDATE triggers SET backfilled = 1 WHERE id = 't001'")
+        await conn.execute(text("UPDATE flagman_meta SET value = '4' "
+                                "WHERE key = 'schema_version'"))
+    await store.close()
+
+    store = SqlStore(db_url)
+    assert await store.open() == len(MIGRATIONS) == 5
+    try:
+        async def evaluated() -> dict[str, int]:
+            return {r.id: r.backfilled for p in [p async for p in store.trigger_pages(0)]
+                    for r in p}
+
+        assert await evaluated() == {"t000": 0, "t001": 1, "t002": 0}
+        assert {r.id: r.backfilled for r in await store.load_triggers()} == await evaluated()
+        await store.mark_backfilled({"t000": 1, "t001": 0})
+        assert await evaluated() == {"t000": 1, "t001": 1, "t002": 0}
+        async with store.engine.begin() as conn:  # the wide rows were not rewritten
+            got = (await conn.exec_driver_sql(
+                "SELECT id, backfilled FROM triggers ORDER BY id")).fetchall()
+        assert [tuple(r) for r in got] == [("t000", 0), ("t001", 1), ("t002", 0)]
     finally:
         await store.close()
