@@ -300,3 +300,39 @@ async def test_the_sqlite_batch_connection_takes_the_configured_cache(tmp_path: 
             assert (await conn.execute(text("PRAGMA cache_size"))).scalar() == -32768
     finally:
         await w.store.close()
+
+
+async def test_a_batch_s_cyclic_garbage_is_collected_not_frozen(tmp_path: Any) -> None:
+    """Each batch ends with a young collection, then ``gc.freeze()``: a cycle the batch
+    made and dropped is freed there. (Frozen first, it would stay for good: with the
+    worker's thresholds no automatic collection runs inside a batch.)"""
+    import weakref
+
+    from bench.inproc import FakeProducer
+    from runtime.worker import configure_gc
+
+    w = Worker(load_config(db=f"sqlite+aiosqlite:///{tmp_path}/g.db"))
+    await w.store.open()
+    w._producer = FakeProducer()  # type: ignore[assignment]
+    made: list[weakref.ref[Any]] = []
+    prepare = w._prepare
+
+    class Node:
+        me: Any = None
+
+    def prepare_making_a_cycle(batch: Any) -> Any:
+        node = Node()
+        node.me = node
+        made.append(weakref.ref(node))
+        return prepare(batch)
+
+    w._prepare = prepare_making_a_cycle  # type: ignore[method-assign]
+    before = gc.get_threshold()
+    configure_gc()
+    try:
+        await w.take({})
+        assert made and made[0]() is None
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+        await w.store.close()
