@@ -44,7 +44,7 @@ class WorkerConfig(BaseSettings):
     fetch_wait_ms: int = Field(default=100, ge=0, le=10000)
     state_max_tuples: int = Field(default=100_000, ge=100)
     signal_cache_max: int = Field(default=100_000, ge=0)
-    sqlite_cache_mib: int = Field(default=256, ge=2, le=65536)
+    sqlite_cache_mib: int = Field(default=32, ge=2, le=65536)
     session_timeout_ms: int = Field(default=6000, ge=1000, le=300000)
     reload_interval_s: float = Field(default=1.0, gt=0, le=3600)
     http_host: str = "127.0.0.1"
