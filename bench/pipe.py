@@ -57,11 +57,10 @@ async def pipe(bootstrap: str, source: str, dest: str, group: str, fetch_wait_ms
             for tp, recs in got.items():
                 batch = producer.create_batch()
                 for r in recs:
-                    if batch.append(key=r.key, value=r.value, timestamp=r.timestamp) is None:
-                        # full (1 MiB): send it, go on in a new one
+                    # full (1 MiB; one record always fits an empty one): send, go on
+                    while batch.append(key=r.key, value=r.value, timestamp=r.timestamp) is None:
                         inflight.append(await producer.send_batch(batch, dest, partition=tp.partition))
                         batch = producer.create_batch()
-                        batch.append(key=r.key, value=r.value, timestamp=r.timestamp)
                 inflight.append(await producer.send_batch(batch, dest, partition=tp.partition))
             offsets = {tp: recs[-1].offset + 1 for tp, recs in got.items() if recs}
     finally:

@@ -42,9 +42,9 @@ T = TypeVar("T")
 
 _CHUNK = 500
 _IN_CHUNK = 900  # values in one SQLite IN list (under the 999-variable limit of older builds)
-BATCH_CACHE_MIB = 32
-"""Default page cache of the SQLite connection that runs the batches, as on the other
-connections; ``FLAGMAN_SQLITE_CACHE_MIB`` sets it. The signals' identity index takes
+CACHE_MIB = 32
+"""Page cache of each SQLite connection (SQLite's default is 2 MiB: index inserts stay
+in memory); ``FLAGMAN_SQLITE_CACHE_MIB`` sets it for the connection that runs batches. The signals' identity index takes
 its inserts at random places, and at a few hundred thousand signals its pages outgrow
 32 MiB: each insert then reads a page back from the OS. 256 MiB measured ~5% faster in
 process at 600k signals, but the cache fills as the database grows: the worker's RSS
@@ -439,7 +439,7 @@ class SqlStore:
     """The store over one SQLAlchemy async engine."""
 
     def __init__(self, url: str, *, pool_size: int = 4, checkpoint_s: float | None = None,
-                 batch_cache_mib: int = BATCH_CACHE_MIB) -> None:
+                 batch_cache_mib: int = CACHE_MIB) -> None:
         """``checkpoint_s`` (SQLite): checkpoint the write-ahead log from a background task
         at this interval instead of in the committing transaction (see ``_checkpoints``)."""
         self.url = check_db_url(url)
@@ -586,9 +586,7 @@ class SqlStore:
         except sqlite3.Error as exc:
             raise _store_error(exc) from exc
 
-    def _pragmas(self, cache_kib: int = 32768) -> list[str]:
-        # 32 MiB of page cache (default 2 MiB) on every connection: index inserts stay
-        # in memory; the batch connection takes more (BATCH_CACHE_MIB)
+    def _pragmas(self, cache_kib: int = CACHE_MIB * 1024) -> list[str]:
         out = ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000",
                f"PRAGMA cache_size=-{cache_kib}"]
         if self._checkpoint_s is not None:

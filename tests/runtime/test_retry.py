@@ -5,9 +5,11 @@ body that suspends."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from runtime.config import load_config
 from runtime.store.base import FiringRow, StoreError
@@ -20,15 +22,17 @@ def _firing(command_id: str) -> FiringRow:
     return FiringRow(command_id, "trig", 1, '["d"]', 0, 1, None, "{}", "wf", "s", 0, 0, 0, 0)
 
 
-async def _worker(db_url: str) -> Worker:
-    w = Worker(load_config(db=db_url, bootstrap="127.0.0.1:9", signal_topics="s",
-                           command_topic="c", dlq_topic="d"))
-    await w.store.open()
-    return w
+@pytest_asyncio.fixture
+async def w(db_url: str) -> AsyncIterator[Worker]:
+    """A worker with its store open (no broker: only ``_with_retry`` is used)."""
+    worker = Worker(load_config(db=db_url, bootstrap="127.0.0.1:9", signal_topics="s",
+                                command_topic="c", dlq_topic="d"))
+    await worker.store.open()
+    yield worker
+    await worker.store.close()
 
 
-async def test_a_constraint_refusing_every_attempt_stops_the_worker(db_url: str) -> None:
-    w = await _worker(db_url)
+async def test_a_constraint_refusing_every_attempt_stops_the_worker(w: Worker) -> None:
     attempts = 0
 
     async def body(tx: Any) -> None:
@@ -37,17 +41,13 @@ async def test_a_constraint_refusing_every_attempt_stops_the_worker(db_url: str)
         # one firing per (tuple, trigger, generation): the second row is refused
         await tx.insert_firings([_firing("a"), _firing("b")])
 
-    try:
-        with pytest.raises(StoreError) as err:
-            await w._with_retry(body)
-        assert err.value.constraint and err.value.transient
-        assert attempts == CONSTRAINT_RETRIES
-    finally:
-        await w.store.close()
+    with pytest.raises(StoreError) as err:
+        await w._with_retry(body)
+    assert err.value.constraint and err.value.transient
+    assert attempts == CONSTRAINT_RETRIES
 
 
-async def test_a_constraint_refusing_once_is_retried(db_url: str) -> None:
-    w = await _worker(db_url)
+async def test_a_constraint_refusing_once_is_retried(w: Worker) -> None:
     attempts = 0
 
     async def body(tx: Any) -> str:
@@ -57,12 +57,9 @@ async def test_a_constraint_refusing_once_is_retried(db_url: str) -> None:
         await tx.insert_firings(rows)
         return "stored"
 
-    try:
-        assert await w._with_retry(body) == "stored"
-        assert attempts == 3
-        assert [p.command_id for p in await w.store.pending("s", [0])] == ["a"]
-    finally:
-        await w.store.close()
+    assert await w._with_retry(body) == "stored"
+    assert attempts == 3
+    assert [p.command_id for p in await w.store.pending("s", [0])] == ["a"]
 
 
 async def test_a_direct_sqlite_body_that_suspends_is_refused_and_rolled_back(
