@@ -17,35 +17,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import threading
-import time
 import uuid
 
 import psutil
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from runtime.broker import EmbeddedBroker, ensure_topics
+
+from .clients import produce
+from .workload import Record
 
 _VALUE = b'{"name":"table_ready","params":{"table":"db.t000001","dt":"2026-01-01"}}'
 
 
 def _produce(bootstrap: str, topic: str, seconds: float, rate: float, linger_ms: int) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": False, "acks": "all",
-                  "linger.ms": linger_ms})
-    start = time.time()
-    for i in range(int(seconds * rate)):
-        due = start + i / rate
-        now = time.time()
-        if due > now:
-            p.poll(0)
-            time.sleep(due - now)
-        p.produce(topic, _VALUE, b"k%d" % (i % 97))
-    p.flush(30)
+    records = [Record(b"k%d" % (i % 97), _VALUE, None, 0, 0) for i in range(int(seconds * rate))]
+    produce(bootstrap, topic, records, rate=rate, linger_ms=linger_ms)
 
 
 def _consume(bootstrap: str, topic: str, partitions: int, stop: threading.Event,
-             fetch_wait_ms: int) -> None:
+             fetch_wait_ms: int, fetch_min_bytes: int) -> None:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:8]}",
-                  "enable.auto.commit": False, "fetch.wait.max.ms": fetch_wait_ms})
+                  "enable.auto.commit": False, "fetch.wait.max.ms": fetch_wait_ms,
+                  "fetch.min.bytes": fetch_min_bytes})
     c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     try:
         while not stop.is_set():
@@ -65,7 +59,7 @@ async def _phase(broker: EmbeddedBroker, a: argparse.Namespace, consumer: bool,
                                                        a.rate, a.linger_ms))]
     if consumer:
         threads.append(threading.Thread(target=_consume, args=(
-            broker.bootstrap, topic, a.partitions, stop, a.fetch_wait_ms)))
+            broker.bootstrap, topic, a.partitions, stop, a.fetch_wait_ms, a.fetch_min_bytes)))
     for t in threads:
         t.start()
     out = []
@@ -99,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--linger-ms", type=int, default=5)
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--fetch-wait-ms", type=int, default=10)
+    ap.add_argument("--fetch-min-bytes", type=int, default=1)
     ap.add_argument("--window", type=float, default=3.0, help="seconds per CPU sample")
     a = ap.parse_args(argv)
     for name, windows in asyncio.run(probe(a)).items():

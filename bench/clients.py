@@ -19,6 +19,13 @@ from .workload import Record
 
 CMD_HEADER = "flagman-command-id"
 
+LINGER_MS = 5
+"""The bench producers' ``linger.ms`` at any rate: the default of librdkafka (since 1.5)
+and of the Java client (since Kafka 4.0, KIP-1030), so what a producing job does unless
+tuned. A signal's send time is taken before it lingers, so latency includes the linger.
+(At 1 ms, as before, the producer could send up to 5x as many requests; the embedded
+broker, on the same two cores, fell seconds behind at 2k/s.)"""
+
 
 def _producer(bootstrap: str, linger_ms: int) -> Producer:
     # tansu rejects idempotent producers (see runtime.kafka_compat).
@@ -50,17 +57,13 @@ class Produced:
 
 
 def produce(bootstrap: str, topic: str, records: Sequence[Record], *,
-            rate: float | None = None, keep_times: bool = False) -> Produced:
+            rate: float | None = None, keep_times: bool = False,
+            linger_ms: int = LINGER_MS) -> Produced:
     """Send ``records`` in order, as fast as possible or at ``rate`` records/s; blocks until
     every record is acknowledged. ``keep_times`` remembers the send time of each signal id
     (for latency: a command's latency counts from its last bound signal's send time)."""
     out = Produced()
-    # linger.ms 5 at any rate: the default of librdkafka (since 1.5) and of the Java
-    # client (since Kafka 4.0, KIP-1030), so what a producing job does unless tuned.
-    # A signal's send time is taken before it lingers, so latency includes the linger.
-    # (At 1 ms, as before, the producer could send up to 5x as many requests; the embedded
-    # broker, on the same two cores, fell seconds behind at 2k/s.)
-    prod = _producer(bootstrap, 5)
+    prod = _producer(bootstrap, linger_ms)
     cb = out._on_delivery
     start = time.time()
     out.first_ts = start

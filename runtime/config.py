@@ -9,6 +9,9 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DB = "sqlite+aiosqlite:///./.flagman/flagman.db"
+SQLITE_CACHE_MIB = 32
+"""The default of ``FLAGMAN_SQLITE_CACHE_MIB``, and every other SQLite connection's
+page cache (see ``runtime.store.sql.CACHE_MIB``)."""
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
@@ -44,7 +47,7 @@ class WorkerConfig(BaseSettings):
     fetch_wait_ms: int = Field(default=100, ge=0, le=10000)
     state_max_tuples: int = Field(default=100_000, ge=100)
     signal_cache_max: int = Field(default=100_000, ge=0)
-    sqlite_cache_mib: int = Field(default=32, ge=2, le=65536)
+    sqlite_cache_mib: int = Field(default=SQLITE_CACHE_MIB, ge=2, le=65536)
     session_timeout_ms: int = Field(default=6000, ge=1000, le=300000)
     reload_interval_s: float = Field(default=1.0, gt=0, le=3600)
     http_host: str = "127.0.0.1"

@@ -3,26 +3,59 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from runtime.apply import apply_definitions
+from runtime.config import load_config
 from runtime.kafka_compat import read_to_end
 from runtime.store.sql import SqlStore
-from triggers import load_text
+from runtime.worker import Worker
+from triggers import TriggerDef, load_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
 Record = bytes | tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+def join_defs(n: int, version: int = 1) -> list[TriggerDef]:
+    """``n`` triggers ``t000``... joining signals ``a`` and ``b`` on ``dt``, as definitions
+    ready for ``apply_definitions``; ``version`` changes their params."""
+    return [
+        TriggerDef.from_canonical({
+            "id": f"t{i:03d}", "workflow": "wf", "step": None, "owner": None,
+            "description": None, "join": ["dt"], "on_update": "ignore", "lookback_s": 0,
+            "params": {"v": version},
+            "when": {"all": [
+                {"signal": "a", "where": {"table": {"eq": f"db.{i % 7}"}}, "as": "x",
+                 "join_as": {}},
+                {"signal": "b", "where": {"r": {"in": ["us", "eu"]}}, "as": None, "join_as": {}},
+            ]},
+        })
+        for i in range(n)
+    ]
+
+
+@contextlib.asynccontextmanager
+async def offline_worker(db_url: str, **settings: Any) -> AsyncIterator[Worker]:
+    """A worker in this process with its store open and no broker, for tests that call
+    its batch and store methods directly; ``settings`` as ``load_config`` takes them."""
+    worker = Worker(load_config(db=db_url, **settings))
+    await worker.store.open()
+    try:
+        yield worker
+    finally:
+        await worker.store.close()
 
 
 def sig(name: str, params: dict[str, Any], **extra: Any) -> bytes:

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from signals import SignalRef
 from triggers import Hit, Matcher, MatchState
 
+from ..config import SQLITE_CACHE_MIB
 from ..logs import get_logger
 from .base import FiringRow, PendingCommand, SignalRow, StoredTrigger, StoreError, TriggerRow
 
@@ -42,9 +43,10 @@ T = TypeVar("T")
 
 _CHUNK = 500
 _IN_CHUNK = 900  # values in one SQLite IN list (under the 999-variable limit of older builds)
-CACHE_MIB = 32
+CACHE_MIB = SQLITE_CACHE_MIB
 """Page cache of each SQLite connection (SQLite's default is 2 MiB: index inserts stay
-in memory); ``FLAGMAN_SQLITE_CACHE_MIB`` sets it for the connection that runs batches. The signals' identity index takes
+in memory); ``FLAGMAN_SQLITE_CACHE_MIB`` sets it for the connection that runs batches,
+with this default (declared in :mod:`runtime.config`). The signals' identity index takes
 its inserts at random places, and at a few hundred thousand signals its pages outgrow
 32 MiB: each insert then reads a page back from the OS. 256 MiB measured ~5% faster in
 process at 600k signals, but the cache fills as the database grows: the worker's RSS

@@ -9,7 +9,7 @@ from bench.broker_probe import probe
 
 async def test_probe_reports_both_phases() -> None:
     a = argparse.Namespace(rate=200.0, seconds=1.5, linger_ms=5, partitions=1,
-                           fetch_wait_ms=10, window=0.5)
+                           fetch_wait_ms=10, fetch_min_bytes=1, window=0.5)
     got = await probe(a)
     assert set(got) == {"producer alone", "producer + consumer"}
     for windows in got.values():

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from runtime.config import load_config
 from runtime.store.base import FiringRow, StoreError
 from runtime.worker import CONSTRAINT_RETRIES, Worker
+from tests.harness import offline_worker
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +25,9 @@ def _firing(command_id: str) -> FiringRow:
 @pytest_asyncio.fixture
 async def w(db_url: str) -> AsyncIterator[Worker]:
     """A worker with its store open (no broker: only ``_with_retry`` is used)."""
-    worker = Worker(load_config(db=db_url, bootstrap="127.0.0.1:9", signal_topics="s",
-                                command_topic="c", dlq_topic="d"))
-    await worker.store.open()
-    yield worker
-    await worker.store.close()
+    async with offline_worker(db_url, bootstrap="127.0.0.1:9", signal_topics="s",
+                              command_topic="c", dlq_topic="d") as worker:
+        yield worker
 
 
 async def test_a_constraint_refusing_every_attempt_stops_the_worker(w: Worker) -> None:

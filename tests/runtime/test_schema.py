@@ -147,11 +147,11 @@ async def test_v5_moves_the_look_back_record_to_its_own_table(db_url: str) -> No
     """Versions recorded in ``triggers.backfilled`` (schema 4) are the evaluated ones
     after the migration; later records go to ``trigger_backfill`` and only rise."""
     from runtime.apply import apply_definitions
-    from tests.runtime.test_trigger_store import _defs
+    from tests.harness import join_defs
 
     store = SqlStore(db_url)
     await store.open()
-    await apply_definitions(store, _defs(3))
+    await apply_definitions(store, join_defs(3))
     async with store.engine.begin() as conn:  # back to schema 4, t001 evaluated at v1
         await conn.exec_driver_sql("DROP TABLE trigger_backfill")
         await conn.exec_driver_sql("UPDATE triggers SET backfilled = 1 WHERE id = 't001'")

@@ -12,32 +12,16 @@ from runtime.apply import apply_definitions
 from runtime.store import schema
 from runtime.store.sql import SqlStore
 from runtime.triggerset import TriggerSet
+from tests.harness import join_defs
 from triggers import (
     CompiledTrigger,
     LeafClassRegistry,
     Matcher,
-    TriggerDef,
     compact_form,
     compile_trigger,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def _defs(n: int, version: int = 1) -> list[TriggerDef]:
-    return [
-        TriggerDef.from_canonical({
-            "id": f"t{i:03d}", "workflow": "wf", "step": None, "owner": None,
-            "description": None, "join": ["dt"], "on_update": "ignore", "lookback_s": 0,
-            "params": {"v": version},
-            "when": {"all": [
-                {"signal": "a", "where": {"table": {"eq": f"db.{i % 7}"}}, "as": "x",
-                 "join_as": {}},
-                {"signal": "b", "where": {"r": {"in": ["us", "eu"]}}, "as": None, "join_as": {}},
-            ]},
-        })
-        for i in range(n)
-    ]
 
 
 def _shape(t: CompiledTrigger) -> tuple[object, ...]:
@@ -49,7 +33,7 @@ async def test_pages_stream_every_change_in_revision_order(db_url: str) -> None:
     store = SqlStore(db_url)
     await store.open()
     try:
-        await apply_definitions(store, _defs(25))
+        await apply_definitions(store, join_defs(25))
         pages = [p async for p in store.trigger_pages(0, page=10)]
         assert [len(p) for p in pages] == [10, 10, 5]
         revs = [r.revision for p in pages for r in p]
@@ -59,11 +43,11 @@ async def test_pages_stream_every_change_in_revision_order(db_url: str) -> None:
         ts = TriggerSet(Matcher())
         installed, n = await ts.load(store)
         assert n == 25 and len(installed) == 25 and ts.revision == max(revs)
-        want = {d.id: compile_trigger(d.canonical(), 1, LeafClassRegistry()) for d in _defs(25)}
+        want = {d.id: compile_trigger(d.canonical(), 1, LeafClassRegistry()) for d in join_defs(25)}
         for t in installed:
             assert _shape(t) == _shape(want[t.id])
 
-        await apply_definitions(store, _defs(3, version=2)[:3])
+        await apply_definitions(store, join_defs(3, version=2)[:3])
         installed, n = await ts.load(store)
         assert n == 3 and {t.id: t.version for t in installed} == {"t000": 2, "t001": 2, "t002": 2}
         assert ts.matcher.index.triggers["t000"].params == {"v": 2}
@@ -78,7 +62,7 @@ async def test_migration_fills_compact_forms_of_stored_rows(db_url: str,
     monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
     store = SqlStore(db_url)
     await store.open()
-    defs = _defs(4)
+    defs = join_defs(4)
     try:
         async with store.transaction() as tx:
             await tx.c.execute(text("ALTER TABLE triggers DROP COLUMN compiled"))
@@ -117,7 +101,7 @@ async def test_mark_backfilled_only_raises(db_url: str) -> None:
     store = SqlStore(db_url)
     await store.open()
     try:
-        await apply_definitions(store, _defs(5))
+        await apply_definitions(store, join_defs(5))
         await store.mark_backfilled({"t000": 1, "t001": 1, "t004": 1, "nope": 3})
         await store.mark_backfilled({"t000": 0})
         await store.mark_backfilled({})

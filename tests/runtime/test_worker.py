@@ -14,7 +14,15 @@ import pytest_asyncio
 from runtime.config import load_config
 from runtime.worker import GC_THRESHOLDS, Worker
 from tests.conftest import Topics
-from tests.harness import apply_yaml, command_ids, produce, read_topic, sig, wait_until
+from tests.harness import (
+    apply_yaml,
+    command_ids,
+    offline_worker,
+    produce,
+    read_topic,
+    sig,
+    wait_until,
+)
 from triggers import command_id
 
 pytestmark = pytest.mark.integration
@@ -287,19 +295,13 @@ async def test_the_sqlite_batch_connection_takes_the_configured_cache(tmp_path: 
     batches; the other connections keep 32 MiB."""
     from sqlalchemy import text
 
-    cfg = load_config(db=f"sqlite+aiosqlite:///{tmp_path}/c.db", sqlite_cache_mib=7)
-    w = Worker(cfg)
-    await w.store.open()
-
     async def cache_size(tx: Any) -> int:
         return int((await tx._q("PRAGMA cache_size"))[0][0])
 
-    try:
+    async with offline_worker(f"sqlite+aiosqlite:///{tmp_path}/c.db", sqlite_cache_mib=7) as w:
         assert await w.store.run_batch(cache_size) == -7 * 1024  # KiB, as SQLite takes it
         async with w.store.engine.connect() as conn:
             assert (await conn.execute(text("PRAGMA cache_size"))).scalar() == -32768
-    finally:
-        await w.store.close()
 
 
 async def test_a_batch_s_cyclic_garbage_is_collected_not_frozen(tmp_path: Any) -> None:
@@ -311,28 +313,27 @@ async def test_a_batch_s_cyclic_garbage_is_collected_not_frozen(tmp_path: Any) -
     from bench.inproc import FakeProducer
     from runtime.worker import configure_gc
 
-    w = Worker(load_config(db=f"sqlite+aiosqlite:///{tmp_path}/g.db"))
-    await w.store.open()
-    w._producer = FakeProducer()  # type: ignore[assignment]
     made: list[weakref.ref[Any]] = []
-    prepare = w._prepare
 
     class Node:
         me: Any = None
 
-    def prepare_making_a_cycle(batch: Any) -> Any:
-        node = Node()
-        node.me = node
-        made.append(weakref.ref(node))
-        return prepare(batch)
-
-    w._prepare = prepare_making_a_cycle  # type: ignore[method-assign]
     before = gc.get_threshold()
-    configure_gc()
-    try:
-        await w.take({})
-        assert made and made[0]() is None
-    finally:
-        gc.set_threshold(*before)
-        gc.unfreeze()
-        await w.store.close()
+    async with offline_worker(f"sqlite+aiosqlite:///{tmp_path}/g.db") as w:
+        w._producer = FakeProducer()  # type: ignore[assignment]
+        prepare = w._prepare
+
+        def prepare_making_a_cycle(batch: Any) -> Any:
+            node = Node()
+            node.me = node
+            made.append(weakref.ref(node))
+            return prepare(batch)
+
+        w._prepare = prepare_making_a_cycle  # type: ignore[method-assign]
+        configure_gc()
+        try:
+            await w.take({})
+            assert made and made[0]() is None
+        finally:
+            gc.set_threshold(*before)
+            gc.unfreeze()
