@@ -8,6 +8,7 @@ new versions within ``reload_interval_s``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from sqlalchemy import text
 
 from triggers import TriggerDef, compact_form, diff_definitions, load_paths
 
+from .store.schema import migrate
 from .store.sql import SqlStore
 
 
@@ -66,8 +68,24 @@ async def apply_definitions(
     """Store validated definitions; see the module docstring."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     report = ApplyReport()
+    with contextlib.suppress(_DryRun):  # a dry run's transaction, migration included,
+        await _apply(store, defs, prune, dry_run, now, report)  # was rolled back
+    return report
+
+
+class _DryRun(Exception):
+    """Leaves a dry run's transaction by rolling it back."""
+
+
+async def _apply(store: SqlStore, defs: Sequence[TriggerDef], prune: bool, dry_run: bool,
+                 now: int, report: ApplyReport) -> None:
     async with store.transaction() as tx:
         conn = tx.c
+        if dry_run:
+            # The database may be older than this flagman, or empty. Migrated here,
+            # inside the transaction the dry run rolls back, it reads in today's layout
+            # and is left exactly as it was.
+            await conn.run_sync(migrate)
         if store.is_postgres:
             await conn.execute(text("SELECT pg_advisory_xact_lock(7243002)"))
         rows = await conn.execute(text("SELECT id, version, digest, definition, active FROM triggers"))
@@ -96,8 +114,10 @@ async def apply_definitions(
                     report.pruned.append(tid)
                     report.changes.append((tid, old_canon, None))
                     changes.append((tid, version + 1, old_digest, old_canon, False, "pruned"))
-        if dry_run or not changes:
-            return report  # nothing was written; leaving the block commits nothing
+        if dry_run:
+            raise _DryRun
+        if not changes:
+            return  # nothing was written; leaving the block commits nothing
         horizons: dict[int, int] = {}
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
@@ -140,7 +160,6 @@ async def apply_definitions(
             ),
             history,
         )
-    return report
 
 
 async def _horizon(conn: Any, lookback_s: int, now_ms: int, max_seq: int) -> int:

@@ -142,7 +142,8 @@ async def _apply(args: argparse.Namespace) -> int:
         return 1
     store = SqlStore(cfg.db)
     try:
-        await store.open()
+        if not args.dry_run:  # a dry run migrates inside the transaction it rolls back
+            await store.open()
         report = await apply_definitions(store, defs, prune=args.prune, dry_run=args.dry_run)
     except StoreError as exc:
         print(f"flagman apply: {exc}", file=sys.stderr)
@@ -163,7 +164,7 @@ async def _explain(args: argparse.Namespace) -> int:
     cfg = load_config(db=args.db)
     store = SqlStore(cfg.db)
     try:
-        await store.open()
+        await store.open(migrate_schema=False)  # it only reads
         lines = await explain(store, args.trigger, parse_params(args.join))
     except StoreError as exc:
         print(f"flagman explain: {exc}", file=sys.stderr)

@@ -305,6 +305,14 @@ def _rebuild_sqlite(conn: Connection, table: Table, step: str = "v3") -> None:
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 
+def stored_version(conn: Connection) -> int:
+    """The schema version of the database, without changing it (0: no flagman schema)."""
+    if not inspect(conn).has_table("flagman_meta"):
+        return 0
+    row = conn.execute(text("SELECT value FROM flagman_meta WHERE key = 'schema_version'")).first()
+    return int(row[0]) if row else 0
+
+
 def migrate(conn: Connection) -> int:
     """Run pending migrations on a connection inside a transaction; return the version."""
     if conn.dialect.name == "postgresql":

@@ -36,7 +36,7 @@ from ..logs import get_logger
 from .base import FiringRow, PendingCommand, SignalRow, StoredTrigger, StoreError, TriggerRow
 
 __all__ = ["SqlStore", "SqlTx", "StoreError", "check_db_url", "lock_id"]
-from .schema import migrate
+from .schema import MIGRATIONS, migrate, stored_version
 
 log = get_logger("flagman.store")
 T = TypeVar("T")
@@ -483,15 +483,28 @@ class SqlStore:
             def _on_begin(conn: Any) -> None:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-    async def open(self) -> int:
-        """Connect and migrate the schema; return the schema version."""
+    async def open(self, *, migrate_schema: bool = True) -> int:
+        """Connect and migrate the schema; return the schema version.
+
+        ``migrate_schema=False`` is for commands that only read (``explain``): the
+        database is left as it is, and one whose schema is not this flagman's is refused
+        with a message saying what to do, rather than migrated behind the reader's back.
+        """
         try:
             async with self.engine.begin() as conn:
-                version: int = await conn.run_sync(migrate)
+                version: int = await conn.run_sync(migrate if migrate_schema else stored_version)
         except (OSError, SQLAlchemyError) as exc:
             raise StoreError(
                 f"database {self.safe_url}: {_one_line(exc)}", transient=_transient(exc)
             ) from exc
+        if not migrate_schema and version != len(MIGRATIONS):
+            raise StoreError(
+                f"database {self.safe_url}: "
+                + ("has no flagman schema (nothing applied yet)" if version == 0 else
+                   f"schema v{version}, this flagman reads v{len(MIGRATIONS)}: "
+                   + ("`flagman apply` or a worker of this version migrates it"
+                      if version < len(MIGRATIONS) else "use the flagman that wrote it"))
+            )
         if self._checkpoint_s is not None and self._checkpointer is None:
             self._checkpointer = asyncio.ensure_future(self._checkpoints(self._checkpoint_s))
         return version

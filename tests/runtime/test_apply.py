@@ -133,3 +133,72 @@ def test_kafka_security_settings_fail_at_startup(tmp_path: Path) -> None:
                            text=True, env={**env, **extra}, cwd=ROOT, timeout=60)
         assert r.returncode == 2, r.stderr
         assert needle in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+
+
+async def _schema(db: str) -> tuple[str | None, set[str]]:
+    """The stored schema version and the tables there, read without migrating."""
+    from sqlalchemy import inspect, text
+
+    store = SqlStore(db)
+    try:
+        async with store.engine.connect() as conn:
+            tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+            version = None
+            if "flagman_meta" in tables:
+                version = (await conn.execute(text(
+                    "SELECT value FROM flagman_meta WHERE key = 'schema_version'"))).scalar()
+        return version, tables
+    finally:
+        await store.close()
+
+
+async def test_a_dry_run_and_explain_leave_an_older_database_as_it_was(
+    db_url: str, tmp_path: Path,
+) -> None:
+    """Commands that only read do not migrate: a dry run migrates inside the transaction
+    it rolls back and still shows the diff; ``explain`` refuses an older schema in one
+    line that says what migrates it."""
+    from runtime.store.schema import MIGRATIONS
+
+    f = tmp_path / "t.yaml"
+    f.write_text(V1)
+    assert flagman("apply", str(f), db=db_url).returncode == 0
+    store = SqlStore(db_url)
+    async with store.engine.begin() as conn:  # back to the schema-4 layout
+        await conn.exec_driver_sql("DROP TABLE trigger_backfill")
+        await conn.exec_driver_sql(
+            "UPDATE flagman_meta SET value = '4' WHERE key = 'schema_version'")
+    await store.close()
+    version, tables = await _schema(db_url)
+    assert version == "4" and "trigger_backfill" not in tables
+
+    f.write_text(V1.replace("db.refunds", "db.refunds_v2"))
+    r = flagman("apply", str(f), "--dry-run", db=db_url)
+    assert r.returncode == 0, r.stderr
+    assert "db.refunds_v2" in r.stdout and "dry run: would apply: 0 created, 1 updated" in r.stdout
+    version, tables = await _schema(db_url)
+    assert version == "4" and "trigger_backfill" not in tables
+
+    r = flagman("explain", "revenue.daily", "dt=d1", db=db_url)
+    assert r.returncode == 1 and r.stdout == ""
+    [line] = r.stderr.splitlines()
+    assert f"schema v4, this flagman reads v{len(MIGRATIONS)}" in line
+    assert "`flagman apply` or a worker of this version migrates it" in line
+    assert (await _schema(db_url))[0] == "4"
+
+    r = flagman("apply", str(f), db=db_url)  # not a dry run: migrates, then applies
+    assert r.returncode == 0 and "1 updated" in r.stdout
+    version, tables = await _schema(db_url)
+    assert version == str(len(MIGRATIONS)) and "trigger_backfill" in tables
+    assert flagman("explain", "revenue.daily", "dt=d1", db=db_url).returncode == 0
+
+
+async def test_a_dry_run_on_an_empty_database_creates_nothing(db_url: str, tmp_path: Path) -> None:
+    f = tmp_path / "t.yaml"
+    f.write_text(V1)
+    r = flagman("apply", str(f), "--dry-run", db=db_url)
+    assert r.returncode == 0 and "dry run: would apply: 2 created" in r.stdout, r.stderr
+    assert await _schema(db_url) == (None, set())
+    r = flagman("explain", "revenue.daily", "dt=d1", db=db_url)
+    assert r.returncode == 1 and "has no flagman schema (nothing applied yet)" in r.stderr
+    assert await _schema(db_url) == (None, set())
