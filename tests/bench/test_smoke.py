@@ -49,3 +49,5 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert fp["triggers"] == 300
     assert fp["restart"]["ready_s"] > 0 and fp["restart"]["rss_assigned_mib"] > 0
     assert "| end to end | sqlite |" in proc.stdout
+    assert r["meta"]["machine"]["python_loop_ms"] > 0
+    assert "plain Python loop" in proc.stdout
