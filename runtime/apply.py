@@ -20,8 +20,8 @@ from sqlalchemy import text
 
 from triggers import TriggerDef, compact_form, diff_definitions, load_paths
 
-from .store.schema import migrate
-from .store.sql import SqlStore
+from .store.schema import SchemaTooNew, migrate
+from .store.sql import SqlStore, StoreError
 
 
 @dataclass
@@ -85,7 +85,10 @@ async def _apply(store: SqlStore, defs: Sequence[TriggerDef], prune: bool, dry_r
             # The database may be older than this flagman, or empty. Migrated here,
             # inside the transaction the dry run rolls back, it reads in today's layout
             # and is left exactly as it was.
-            await conn.run_sync(migrate)
+            try:
+                await conn.run_sync(migrate)
+            except SchemaTooNew as exc:
+                raise StoreError(f"database {store.safe_url}: {exc}", transient=False) from exc
         if store.is_postgres:
             await conn.execute(text("SELECT pg_advisory_xact_lock(7243002)"))
         rows = await conn.execute(text("SELECT id, version, digest, definition, active FROM triggers"))

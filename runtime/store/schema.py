@@ -305,6 +305,16 @@ def _rebuild_sqlite(conn: Connection, table: Table, step: str = "v3") -> None:
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer flagman: this one's statements may not fit
+    it (migration 4 removed a column that earlier workers write)."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"schema v{version} is newer than this flagman's "
+                         f"v{len(MIGRATIONS)}: run the flagman that migrated it")
+        self.version = version
+
+
 def stored_version(conn: Connection) -> int:
     """The schema version of the database, without changing it (0: no flagman schema)."""
     if not inspect(conn).has_table("flagman_meta"):
@@ -320,6 +330,8 @@ def migrate(conn: Connection) -> int:
     meta.create(conn, checkfirst=True)
     row = conn.execute(text("SELECT value FROM flagman_meta WHERE key = 'schema_version'")).first()
     current = int(row[0]) if row else 0
+    if current > len(MIGRATIONS):
+        raise SchemaTooNew(current)
     for step in MIGRATIONS[current:]:
         step(conn)
         current += 1

@@ -36,7 +36,7 @@ from ..logs import get_logger
 from .base import FiringRow, PendingCommand, SignalRow, StoredTrigger, StoreError, TriggerRow
 
 __all__ = ["SqlStore", "SqlTx", "StoreError", "check_db_url", "lock_id"]
-from .schema import MIGRATIONS, migrate, stored_version
+from .schema import MIGRATIONS, SchemaTooNew, migrate, stored_version
 
 log = get_logger("flagman.store")
 T = TypeVar("T")
@@ -493,6 +493,8 @@ class SqlStore:
         try:
             async with self.engine.begin() as conn:
                 version: int = await conn.run_sync(migrate if migrate_schema else stored_version)
+        except SchemaTooNew as exc:
+            raise StoreError(f"database {self.safe_url}: {exc}", transient=False) from exc
         except (OSError, SQLAlchemyError) as exc:
             raise StoreError(
                 f"database {self.safe_url}: {_one_line(exc)}", transient=_transient(exc)
@@ -501,9 +503,10 @@ class SqlStore:
             raise StoreError(
                 f"database {self.safe_url}: "
                 + ("has no flagman schema (nothing applied yet)" if version == 0 else
+                   str(SchemaTooNew(version)) if version > len(MIGRATIONS) else
                    f"schema v{version}, this flagman reads v{len(MIGRATIONS)}: "
-                   + ("`flagman apply` or a worker of this version migrates it"
-                      if version < len(MIGRATIONS) else "use the flagman that wrote it"))
+                   "`flagman apply` or a worker of this version migrates it"),
+                transient=False,
             )
         if self._checkpoint_s is not None and self._checkpointer is None:
             self._checkpointer = asyncio.ensure_future(self._checkpoints(self._checkpoint_s))

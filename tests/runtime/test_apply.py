@@ -202,3 +202,38 @@ async def test_a_dry_run_on_an_empty_database_creates_nothing(db_url: str, tmp_p
     r = flagman("explain", "revenue.daily", "dt=d1", db=db_url)
     assert r.returncode == 1 and "has no flagman schema (nothing applied yet)" in r.stderr
     assert await _schema(db_url) == (None, set())
+
+
+async def test_a_schema_newer_than_this_flagman_is_refused_in_one_line(
+    db_url: str, tmp_path: Path,
+) -> None:
+    """A database a newer flagman migrated: workers, apply, dry runs and explain all
+    stop with one line instead of running statements that may not fit it."""
+    from runtime.store.base import StoreError
+    from runtime.store.schema import MIGRATIONS
+
+    f = tmp_path / "t.yaml"
+    f.write_text(V1)
+    assert flagman("apply", str(f), db=db_url).returncode == 0
+    newer = len(MIGRATIONS) + 1
+    store = SqlStore(db_url)
+    async with store.engine.begin() as conn:
+        await conn.exec_driver_sql(
+            f"UPDATE flagman_meta SET value = '{newer}' WHERE key = 'schema_version'")
+    await store.close()
+
+    want = f"schema v{newer} is newer than this flagman's v{len(MIGRATIONS)}"
+    for args in (["apply", str(f)], ["apply", str(f), "--dry-run"],
+                 ["explain", "revenue.daily", "dt=d1"]):
+        r = flagman(*args, db=db_url)
+        assert r.returncode == 1 and r.stdout == "", args
+        [line] = r.stderr.splitlines()
+        assert want in line and "run the flagman that migrated it" in line, args
+    store = SqlStore(db_url)
+    try:
+        with pytest.raises(StoreError, match=want) as got:
+            await store.open()
+        assert not got.value.transient  # a worker stops at once rather than retrying
+    finally:
+        await store.close()
+    assert (await _schema(db_url))[0] == str(newer)
