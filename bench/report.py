@@ -51,7 +51,7 @@ def python_loop_ms() -> float:
     """How fast this machine runs plain Python: the best of three timings of
     ``sum(i * i for i in range(10**6))``, in ms. Machines of one kind differ by 1.5x
     and more between sessions; this puts a number on it beside each run's results
-    (session 9's AMD EPYC at 2.0 GHz: 131 ms)."""
+    (114-131 ms on session 9's AMD EPYC at 2.0 GHz)."""
     best = float("inf")
     for _ in range(3):
         t = time.perf_counter()
