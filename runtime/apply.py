@@ -8,7 +8,6 @@ new versions within ``reload_interval_s``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -20,8 +19,7 @@ from sqlalchemy import text
 
 from triggers import TriggerDef, compact_form, diff_definitions, load_paths
 
-from .store.schema import SchemaTooNew, migrate
-from .store.sql import SqlStore, StoreError
+from .store.sql import SqlStore
 
 
 @dataclass
@@ -68,27 +66,13 @@ async def apply_definitions(
     """Store validated definitions; see the module docstring."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     report = ApplyReport()
-    with contextlib.suppress(_DryRun):  # a dry run's transaction, migration included,
-        await _apply(store, defs, prune, dry_run, now, report)  # was rolled back
-    return report
-
-
-class _DryRun(Exception):
-    """Leaves a dry run's transaction by rolling it back."""
-
-
-async def _apply(store: SqlStore, defs: Sequence[TriggerDef], prune: bool, dry_run: bool,
-                 now: int, report: ApplyReport) -> None:
-    async with store.transaction() as tx:
+    async with store.transaction(commit=not dry_run) as tx:
         conn = tx.c
         if dry_run:
             # The database may be older than this flagman, or empty. Migrated here,
             # inside the transaction the dry run rolls back, it reads in today's layout
             # and is left exactly as it was.
-            try:
-                await conn.run_sync(migrate)
-            except SchemaTooNew as exc:
-                raise StoreError(f"database {store.safe_url}: {exc}", transient=False) from exc
+            await store.migrate_on(conn)
         if store.is_postgres:
             await conn.execute(text("SELECT pg_advisory_xact_lock(7243002)"))
         rows = await conn.execute(text("SELECT id, version, digest, definition, active FROM triggers"))
@@ -117,10 +101,8 @@ async def _apply(store: SqlStore, defs: Sequence[TriggerDef], prune: bool, dry_r
                     report.pruned.append(tid)
                     report.changes.append((tid, old_canon, None))
                     changes.append((tid, version + 1, old_digest, old_canon, False, "pruned"))
-        if dry_run:
-            raise _DryRun
-        if not changes:
-            return  # nothing was written; leaving the block commits nothing
+        if dry_run or not changes:
+            return report  # nothing kept: a dry run's transaction is rolled back
         horizons: dict[int, int] = {}
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
@@ -163,6 +145,7 @@ async def _apply(store: SqlStore, defs: Sequence[TriggerDef], prune: bool, dry_r
             ),
             history,
         )
+    return report
 
 
 async def _horizon(conn: Any, lookback_s: int, now_ms: int, max_seq: int) -> int:

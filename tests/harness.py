@@ -46,6 +46,20 @@ def join_defs(n: int, version: int = 1) -> list[TriggerDef]:
     ]
 
 
+async def set_schema_version(db_url: str, version: int, *, drop: Sequence[str] = ()) -> None:
+    """Make a database look as a flagman of schema ``version`` left it: the recorded
+    version set, the tables of later migrations in ``drop`` dropped."""
+    store = SqlStore(db_url)
+    try:
+        async with store.engine.begin() as conn:
+            for table in drop:
+                await conn.exec_driver_sql(f"DROP TABLE {table}")
+            await conn.exec_driver_sql(
+                f"UPDATE flagman_meta SET value = '{version}' WHERE key = 'schema_version'")
+    finally:
+        await store.close()
+
+
 @contextlib.asynccontextmanager
 async def offline_worker(db_url: str, **settings: Any) -> AsyncIterator[Worker]:
     """A worker in this process with its store open and no broker, for tests that call

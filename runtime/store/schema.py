@@ -305,22 +305,39 @@ def _rebuild_sqlite(conn: Connection, table: Table, step: str = "v3") -> None:
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 
-class SchemaTooNew(Exception):
-    """The database was migrated by a newer flagman: this one's statements may not fit
-    it (migration 4 removed a column that earlier workers write)."""
+_VERSION = text("SELECT value FROM flagman_meta WHERE key = 'schema_version'")
+
+
+class SchemaMismatch(Exception):
+    """The database's schema is not this flagman's: none yet (``version`` 0), older (a
+    command that only reads does not migrate it) or newer (a newer flagman migrated it,
+    and this one's statements may not fit: migration 4 removed a column that earlier
+    workers write). The message says what to do."""
 
     def __init__(self, version: int) -> None:
-        super().__init__(f"schema v{version} is newer than this flagman's "
-                         f"v{len(MIGRATIONS)}: run the flagman that migrated it")
+        ours = len(MIGRATIONS)
+        if version == 0:
+            what = "has no flagman schema (nothing applied yet)"
+        elif version < ours:
+            what = (f"schema v{version}, this flagman reads v{ours}: `flagman apply` or a "
+                    "worker of this version migrates it")
+        else:
+            what = (f"schema v{version} is newer than this flagman's v{ours}: run the "
+                    "flagman that migrated it")
+        super().__init__(what)
         self.version = version
 
 
-def stored_version(conn: Connection) -> int:
-    """The schema version of the database, without changing it (0: no flagman schema)."""
-    if not inspect(conn).has_table("flagman_meta"):
-        return 0
-    row = conn.execute(text("SELECT value FROM flagman_meta WHERE key = 'schema_version'")).first()
-    return int(row[0]) if row else 0
+def check_version(conn: Connection) -> int:
+    """The schema version, without changing anything; ``SchemaMismatch`` unless it is
+    this flagman's."""
+    version = 0
+    if inspect(conn).has_table("flagman_meta"):
+        row = conn.execute(_VERSION).first()
+        version = int(row[0]) if row else 0
+    if version != len(MIGRATIONS):
+        raise SchemaMismatch(version)
+    return version
 
 
 def migrate(conn: Connection) -> int:
@@ -328,10 +345,10 @@ def migrate(conn: Connection) -> int:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(7243001)"))
     meta.create(conn, checkfirst=True)
-    row = conn.execute(text("SELECT value FROM flagman_meta WHERE key = 'schema_version'")).first()
+    row = conn.execute(_VERSION).first()
     current = int(row[0]) if row else 0
     if current > len(MIGRATIONS):
-        raise SchemaTooNew(current)
+        raise SchemaMismatch(current)
     for step in MIGRATIONS[current:]:
         step(conn)
         current += 1

@@ -36,23 +36,13 @@ from ..logs import get_logger
 from .base import FiringRow, PendingCommand, SignalRow, StoredTrigger, StoreError, TriggerRow
 
 __all__ = ["SqlStore", "SqlTx", "StoreError", "check_db_url", "lock_id"]
-from .schema import MIGRATIONS, SchemaTooNew, migrate, stored_version
+from .schema import SchemaMismatch, check_version, migrate
 
 log = get_logger("flagman.store")
 T = TypeVar("T")
 
 _CHUNK = 500
 _IN_CHUNK = 900  # values in one SQLite IN list (under the 999-variable limit of older builds)
-CACHE_MIB = SQLITE_CACHE_MIB
-"""Page cache of each SQLite connection (SQLite's default is 2 MiB: index inserts stay
-in memory); ``FLAGMAN_SQLITE_CACHE_MIB`` sets it for the connection that runs batches,
-with this default (declared in :mod:`runtime.config`). The signals' identity index takes
-its inserts at random places, and at a few hundred thousand signals its pages outgrow
-32 MiB: each insert then reads a page back from the OS. 256 MiB measured ~5% faster in
-process at 600k signals, but the cache fills as the database grows: the worker's RSS
-rose by 110 MiB in the 3-minute churn soak (tests/faults/test_soak.py), and it would
-come on top of the 1M-trigger footprint. So it stays an operator's choice."""
-
 # Rows other workers committed for these tuples since we last looked (PostgreSQL; see
 # SqlTx.refresh, and tests/runtime/test_store_plans.py for the plans they must get).
 # Each tuple is one range of the (tk, id) index, whatever the planner estimates:
@@ -441,7 +431,7 @@ class SqlStore:
     """The store over one SQLAlchemy async engine."""
 
     def __init__(self, url: str, *, pool_size: int = 4, checkpoint_s: float | None = None,
-                 batch_cache_mib: int = CACHE_MIB) -> None:
+                 batch_cache_mib: int = SQLITE_CACHE_MIB) -> None:
         """``checkpoint_s`` (SQLite): checkpoint the write-ahead log from a background task
         at this interval instead of in the committing transaction (see ``_checkpoints``)."""
         self.url = check_db_url(url)
@@ -492,24 +482,23 @@ class SqlStore:
         """
         try:
             async with self.engine.begin() as conn:
-                version: int = await conn.run_sync(migrate if migrate_schema else stored_version)
-        except SchemaTooNew as exc:
-            raise StoreError(f"database {self.safe_url}: {exc}", transient=False) from exc
+                version = await self.migrate_on(conn, migrate_schema=migrate_schema)
         except (OSError, SQLAlchemyError) as exc:
             raise StoreError(
                 f"database {self.safe_url}: {_one_line(exc)}", transient=_transient(exc)
             ) from exc
-        if not migrate_schema and version != len(MIGRATIONS):
-            raise StoreError(
-                f"database {self.safe_url}: "
-                + ("has no flagman schema (nothing applied yet)" if version == 0 else
-                   str(SchemaTooNew(version)) if version > len(MIGRATIONS) else
-                   f"schema v{version}, this flagman reads v{len(MIGRATIONS)}: "
-                   "`flagman apply` or a worker of this version migrates it"),
-                transient=False,
-            )
         if self._checkpoint_s is not None and self._checkpointer is None:
             self._checkpointer = asyncio.ensure_future(self._checkpoints(self._checkpoint_s))
+        return version
+
+    async def migrate_on(self, conn: AsyncConnection, *, migrate_schema: bool = True) -> int:
+        """Migrate (or only check) the schema within ``conn``'s transaction; a schema
+        that is not this flagman's comes out as a ``StoreError`` that retrying cannot
+        fix."""
+        try:
+            version: int = await conn.run_sync(migrate if migrate_schema else check_version)
+        except SchemaMismatch as exc:
+            raise StoreError(f"database {self.safe_url}: {exc}", transient=False) from exc
         return version
 
     async def _checkpoints(self, every_s: float) -> None:
@@ -604,7 +593,7 @@ class SqlStore:
         except sqlite3.Error as exc:
             raise _store_error(exc) from exc
 
-    def _pragmas(self, cache_kib: int = CACHE_MIB * 1024) -> list[str]:
+    def _pragmas(self, cache_kib: int = SQLITE_CACHE_MIB * 1024) -> list[str]:
         out = ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000",
                f"PRAGMA cache_size=-{cache_kib}"]
         if self._checkpoint_s is not None:
@@ -612,11 +601,14 @@ class SqlStore:
         return out
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqlTx]:
-        """One batch transaction; errors come out as ``StoreError``."""
+    async def transaction(self, *, commit: bool = True) -> AsyncIterator[SqlTx]:
+        """One transaction; errors come out as ``StoreError``. ``commit=False`` rolls it
+        back at the end whatever it did (a dry run)."""
         try:
             async with self.engine.begin() as conn:
                 yield SqlTx(self, conn)
+                if not commit:
+                    await conn.rollback()
         except (DBAPIError, SQLAlchemyError, OSError) as exc:
             raise _store_error(exc) from exc
 
@@ -703,6 +695,8 @@ class SqlStore:
                 else:
                     await tx.c.exec_driver_sql(
                         "INSERT INTO trigger_backfill (id, version) SELECT j.key, j.value "
+                        # "WHERE true": SQLite's parser needs a WHERE before an upsert's
+                        # ON CONFLICT in INSERT ... SELECT
                         "FROM json_each(?) AS j JOIN triggers t ON t.id = j.key WHERE true "
                         + upsert,
                         (json.dumps(dict(part)),),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runtime.store.sql import SqlStore
-from tests.harness import ROOT
+from tests.harness import ROOT, set_schema_version
 
 pytestmark = pytest.mark.integration
 
@@ -163,12 +163,7 @@ async def test_a_dry_run_and_explain_leave_an_older_database_as_it_was(
     f = tmp_path / "t.yaml"
     f.write_text(V1)
     assert flagman("apply", str(f), db=db_url).returncode == 0
-    store = SqlStore(db_url)
-    async with store.engine.begin() as conn:  # back to the schema-4 layout
-        await conn.exec_driver_sql("DROP TABLE trigger_backfill")
-        await conn.exec_driver_sql(
-            "UPDATE flagman_meta SET value = '4' WHERE key = 'schema_version'")
-    await store.close()
+    await set_schema_version(db_url, 4, drop=["trigger_backfill"])
     version, tables = await _schema(db_url)
     assert version == "4" and "trigger_backfill" not in tables
 
@@ -216,11 +211,7 @@ async def test_a_schema_newer_than_this_flagman_is_refused_in_one_line(
     f.write_text(V1)
     assert flagman("apply", str(f), db=db_url).returncode == 0
     newer = len(MIGRATIONS) + 1
-    store = SqlStore(db_url)
-    async with store.engine.begin() as conn:
-        await conn.exec_driver_sql(
-            f"UPDATE flagman_meta SET value = '{newer}' WHERE key = 'schema_version'")
-    await store.close()
+    await set_schema_version(db_url, newer)
 
     want = f"schema v{newer} is newer than this flagman's v{len(MIGRATIONS)}"
     for args in (["apply", str(f)], ["apply", str(f), "--dry-run"],

@@ -292,8 +292,10 @@ async def test_explain_says_what_is_missing_and_what_fired(running: Running) -> 
 
 async def test_the_sqlite_batch_connection_takes_the_configured_cache(tmp_path: Any) -> None:
     """``FLAGMAN_SQLITE_CACHE_MIB`` sizes the page cache of the connection that stores
-    batches; the other connections keep 32 MiB."""
+    batches; the other connections keep the default."""
     from sqlalchemy import text
+
+    from runtime.config import SQLITE_CACHE_MIB
 
     async def cache_size(tx: Any) -> int:
         return int((await tx._q("PRAGMA cache_size"))[0][0])
@@ -301,7 +303,8 @@ async def test_the_sqlite_batch_connection_takes_the_configured_cache(tmp_path: 
     async with offline_worker(f"sqlite+aiosqlite:///{tmp_path}/c.db", sqlite_cache_mib=7) as w:
         assert await w.store.run_batch(cache_size) == -7 * 1024  # KiB, as SQLite takes it
         async with w.store.engine.connect() as conn:
-            assert (await conn.execute(text("PRAGMA cache_size"))).scalar() == -32768
+            got = (await conn.execute(text("PRAGMA cache_size"))).scalar()
+            assert got == -SQLITE_CACHE_MIB * 1024
 
 
 async def test_a_batch_s_cyclic_garbage_is_collected_not_frozen(tmp_path: Any) -> None:
